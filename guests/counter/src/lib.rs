@@ -1,0 +1,129 @@
+//! `counter`: the host's test class. A durable counter over HTTP and WebSocket, with
+//! hooks that let end-to-end tests observe activations, closes and traps.
+
+use lodge_sdk::{Connect, Message, Object, Request, Response, Socket, sockets, storage};
+use serde_json::json;
+
+/// The counter object. It keeps nothing in memory: every event reads storage.
+struct Counter;
+
+fn bump(key: &str, by: i64) -> i64 {
+    let n: i64 = storage::get(key).unwrap().unwrap_or(0) + by;
+    storage::put(key, &n).unwrap();
+    n
+}
+
+impl Object for Counter {
+    fn activate() -> Self {
+        // Counted in storage so tests can tell whether an event woke the object.
+        bump("activations", 1);
+        sockets::set_auto_response("ping", "pong");
+        Counter
+    }
+
+    fn on_request(&mut self, req: Request) -> Response {
+        match (req.method.as_str(), req.path.as_str()) {
+            ("GET", "/") => Response::json(200, &json!({ "count": bump("count", 0) })),
+            ("POST", "/increment") => Response::json(200, &json!({ "count": bump("count", 1) })),
+            ("GET", "/activations") => {
+                Response::json(200, &json!({ "activations": bump("activations", 0) }))
+            }
+            ("PUT", "/kv") => {
+                let key = req.query_param("key").unwrap_or_default();
+                let value = String::from_utf8_lossy(&req.body).into_owned();
+                match storage::put(&format!("kv:{key}"), &value) {
+                    Ok(()) => Response::json(200, &json!({ "ok": true })),
+                    Err(e) => Response::error(400, e.to_string()),
+                }
+            }
+            ("GET", "/kv") => {
+                let key = req.query_param("key").unwrap_or_default();
+                let value: Option<String> = storage::get(&format!("kv:{key}")).unwrap();
+                Response::json(200, &json!({ "value": value }))
+            }
+            ("GET", "/list") => {
+                let reverse = req.query_param("reverse").is_some();
+                let limit = req.query_param("limit").and_then(|l| l.parse().ok());
+                let entries: Vec<(String, String)> = storage::list("kv:", limit, reverse).unwrap();
+                Response::json(200, &entries)
+            }
+            ("GET", "/closes") => {
+                let closes: Vec<(String, serde_json::Value)> =
+                    storage::list("close:", None, false).unwrap();
+                Response::json(200, &closes)
+            }
+            ("POST", "/trap") => {
+                // The write must be rolled back with the trap.
+                storage::put("count", &-1_000_000i64).unwrap();
+                panic!("trap requested");
+            }
+            ("GET", "/sockets") => Response::json(200, &sockets::all().len()),
+            ("GET", "/whoami") => Response::json(
+                200,
+                &json!({ "class": lodge_sdk::object::class_name(), "name": lodge_sdk::object::name(), "id": lodge_sdk::object::id() }),
+            ),
+            _ => Response::error(404, format!("no route {} {}", req.method, req.path)),
+        }
+    }
+
+    fn on_connect(&mut self, socket: Socket, req: &Request) -> Connect {
+        let name = req.query_param("name").unwrap_or_else(|| "anon".into());
+        if name == "reject" {
+            return Connect::reject(Response::error(403, "rejected by the object"));
+        }
+        let _ = socket.send_json(&json!({ "type": "hello", "name": name, "count": bump("count", 0) }));
+        Connect::accept()
+            .tags(req.query_param("tag"))
+            .attachment(&json!({ "name": name }))
+    }
+
+    fn on_message(&mut self, socket: Socket, message: Message) {
+        let text = match message {
+            Message::Text(t) => t,
+            Message::Binary(b) => {
+                let _ = socket.send_binary(&b);
+                return;
+            }
+        };
+        let (cmd, arg) = text.split_once(' ').unwrap_or((text.as_str(), ""));
+        match cmd {
+            "inc" => {
+                let n = bump("count", 1);
+                let _ = socket.send_json(&json!({ "type": "count", "count": n }));
+            }
+            "echo" => {
+                let _ = socket.send_text(arg);
+            }
+            "whoami" => {
+                let att: serde_json::Value = socket.attachment().unwrap_or_default();
+                let _ = socket.send_json(&json!({ "type": "whoami", "attachment": att, "tags": socket.tags() }));
+            }
+            "broadcast" => {
+                sockets::broadcast_json(&json!({ "type": "broadcast", "text": arg }), &[]);
+            }
+            "tagcast" => {
+                let (tag, msg) = arg.split_once(' ').unwrap_or((arg, ""));
+                sockets::broadcast_json_to_tag(&json!({ "type": "tagcast", "text": msg }), tag);
+            }
+            "close" => {
+                let _ = socket.close(4000, "closed by the object");
+            }
+            "trap" => {
+                bump("count", 1_000_000);
+                let _ = socket.send_text("this frame must never arrive");
+                panic!("trap requested over websocket");
+            }
+            _ => {
+                let _ = socket.send_json(&json!({ "type": "error", "error": format!("unknown command {cmd}") }));
+            }
+        }
+    }
+
+    fn on_close(&mut self, socket: Socket, code: u16, _reason: String) {
+        let att: serde_json::Value = socket.attachment().unwrap_or_default();
+        let name = att["name"].as_str().unwrap_or("?").to_string();
+        storage::put(&format!("close:{name}"), &json!({ "code": code })).unwrap();
+    }
+}
+
+lodge_sdk::export!(Counter);
