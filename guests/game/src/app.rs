@@ -521,7 +521,7 @@ impl RoomObject {
     fn alarm(&mut self, h: &impl Host) {
         let before = self.room.clone();
         let presence = Self::presence(h, None);
-        match self.room.on_alarm(h.now_ms(), &presence) {
+        match self.room.on_alarm(h.now_ms(), &presence, &self.settings) {
             AlarmOutcome::Cleanup => {
                 h.delete_all();
                 h.delete_alarm();

@@ -405,7 +405,10 @@ impl Room {
 
     /// The alarm fired. Idempotent: running it again with the same inputs after it took
     /// effect finds nothing due. After it, [`Room::next_alarm`] is in the future.
-    pub fn on_alarm(&mut self, now: u64, presence: &Presence) -> AlarmOutcome {
+    ///
+    /// A room found with no socket open and no cleanup scheduled (its sockets vanished
+    /// without close events, as in a host restart) gets its cleanup scheduled here.
+    pub fn on_alarm(&mut self, now: u64, presence: &Presence, settings: &Settings) -> AlarmOutcome {
         let mut outcome = AlarmOutcome::Nothing;
         let game = &mut self.game;
         if game.status == Status::Playing
@@ -430,6 +433,9 @@ impl Room {
             } else {
                 return AlarmOutcome::Cleanup;
             }
+        }
+        if !presence.anyone() && self.cleanup_at.is_none() && *self != Room::default() {
+            self.emptied(now, settings);
         }
         outcome
     }
@@ -698,18 +704,18 @@ mod tests {
         let mut r = playing();
         r.play(0, 3, 2000, &S).unwrap(); // yellow to move, deadline 32_000
         assert_eq!(
-            r.on_alarm(31_999, &BOTH),
+            r.on_alarm(31_999, &BOTH, &S),
             AlarmOutcome::Nothing,
             "early alarm"
         );
         assert_eq!(r.game.status, Status::Playing);
-        assert_eq!(r.on_alarm(32_000, &BOTH), AlarmOutcome::TimedOut);
+        assert_eq!(r.on_alarm(32_000, &BOTH, &S), AlarmOutcome::TimedOut);
         assert_eq!(r.game.status, Status::Won);
         assert_eq!(r.game.winner, Some(Color::Red));
         assert_eq!(r.game.reason, Some(Reason::Timeout));
         let after = r.clone();
         assert_eq!(
-            r.on_alarm(40_000, &BOTH),
+            r.on_alarm(40_000, &BOTH, &S),
             AlarmOutcome::Nothing,
             "a retried alarm is a no-op"
         );
@@ -723,7 +729,7 @@ mod tests {
         r.play(0, 3, 2000, &S).unwrap();
         // Corrupt the bookkeeping as if the deadline belonged to an earlier move count.
         r.game.deadline_moves = 0;
-        assert_eq!(r.on_alarm(100_000, &BOTH), AlarmOutcome::Nothing);
+        assert_eq!(r.on_alarm(100_000, &BOTH, &S), AlarmOutcome::Nothing);
         assert_eq!(r.game.status, Status::Playing);
     }
 
@@ -734,7 +740,7 @@ mod tests {
             seated: [false, false],
             spectators: 3,
         };
-        assert_eq!(r.on_alarm(31_000, &watchers), AlarmOutcome::Abandoned);
+        assert_eq!(r.on_alarm(31_000, &watchers, &S), AlarmOutcome::Abandoned);
         assert_eq!(r.game.status, Status::Abandoned);
         assert_eq!(r.game.winner, None);
         assert_eq!(r.game.reason, Some(Reason::Abandoned));
@@ -744,7 +750,7 @@ mod tests {
             seated: [false, true],
             spectators: 0,
         };
-        assert_eq!(r.on_alarm(31_000, &only_yellow), AlarmOutcome::TimedOut);
+        assert_eq!(r.on_alarm(31_000, &only_yellow, &S), AlarmOutcome::TimedOut);
         assert_eq!(r.game.winner, Some(Color::Yellow));
     }
 
@@ -759,9 +765,9 @@ mod tests {
             "the turn deadline comes first"
         );
         let nobody = Presence::default();
-        assert_eq!(r.on_alarm(31_000, &nobody), AlarmOutcome::Abandoned);
+        assert_eq!(r.on_alarm(31_000, &nobody, &S), AlarmOutcome::Abandoned);
         assert_eq!(r.next_alarm(), Some(310_000), "then the cleanup");
-        assert_eq!(r.on_alarm(310_000, &nobody), AlarmOutcome::Cleanup);
+        assert_eq!(r.on_alarm(310_000, &nobody, &S), AlarmOutcome::Cleanup);
         // Someone came back before the alarm: cleanup is cancelled.
         let mut r = playing();
         r.resign(0, 2000).unwrap();
@@ -770,7 +776,10 @@ mod tests {
             seated: [true, false],
             spectators: 0,
         };
-        assert_eq!(r.on_alarm(303_000, &one), AlarmOutcome::CleanupCancelled);
+        assert_eq!(
+            r.on_alarm(303_000, &one, &S),
+            AlarmOutcome::CleanupCancelled
+        );
         assert_eq!(r.next_alarm(), None);
         // A join clears the timer too.
         r.emptied(4000, &S);
@@ -779,12 +788,32 @@ mod tests {
     }
 
     #[test]
+    fn sockets_lost_without_close_events_still_lead_to_cleanup() {
+        // After a host restart nobody is connected, but no close was ever delivered.
+        let mut r = playing();
+        assert_eq!(r.cleanup_at, None);
+        assert_eq!(
+            r.on_alarm(31_000, &Presence::default(), &S),
+            AlarmOutcome::Abandoned
+        );
+        assert_eq!(r.cleanup_at, Some(331_000));
+        assert_eq!(r.next_alarm(), Some(331_000));
+        // An untouched room stays untouched.
+        let mut empty = Room::default();
+        assert_eq!(
+            empty.on_alarm(5, &Presence::default(), &S),
+            AlarmOutcome::Nothing
+        );
+        assert_eq!(empty, Room::default());
+    }
+
+    #[test]
     fn next_alarm_is_always_in_the_future_after_handling() {
         let mut r = playing();
         r.emptied(0, &S);
         for now in [31_000u64, 300_000, 1_000_000] {
             let mut c = r.clone();
-            let out = c.on_alarm(now, &Presence::default());
+            let out = c.on_alarm(now, &Presence::default(), &S);
             if out != AlarmOutcome::Cleanup {
                 assert!(
                     c.next_alarm().is_none_or(|t| t > now),

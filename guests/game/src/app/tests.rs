@@ -730,6 +730,21 @@ fn coming_back_cancels_the_cleanup() {
 }
 
 #[test]
+fn a_restart_that_dropped_every_socket_still_ends_in_cleanup() {
+    let (mut sim, _, _, _, _) = seated_room();
+    // The host restarts: sockets are gone without close events, the instance too.
+    sim.host.0.borrow_mut().open.clear();
+    sim.evict();
+    sim.advance(30_000);
+    assert!(sim.fire_alarm());
+    assert_eq!(sim.state()["status"], "abandoned");
+    sim.advance(300_000);
+    assert!(sim.fire_alarm());
+    assert!(sim.stored_keys().is_empty());
+    assert_eq!(sim.alarm(), None);
+}
+
+#[test]
 fn a_trap_rolls_the_event_back() {
     let (mut sim, a, b, _, _) = seated_room();
     let stored = sim.host.get(ROOM_KEY);
