@@ -1,0 +1,123 @@
+//! Wiring: builds every part from the configuration and runs them together. The binary
+//! and the in-process tests both start the host through [`Host::start`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::ai::AiService;
+use crate::bindings;
+use crate::config::{Config, setting_text};
+use crate::registry::{Registry, RegistryError};
+use crate::runtime::engine::{EpochTicker, build_engine};
+use crate::runtime::Runtime;
+use crate::storage::{StorageError, Store};
+
+/// Why the host could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("class '{class}': {source}")]
+    Class {
+        class: String,
+        source: RegistryError,
+    },
+    #[error("the wasmtime engine could not be configured: {0}")]
+    Engine(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("no object classes are configured")]
+    NoClasses,
+}
+
+/// A running host.
+pub struct Host {
+    /// Where the public listener is bound.
+    pub addr: SocketAddr,
+    pub runtime: Runtime,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    alarms: JoinHandle<()>,
+    _ticker: EpochTicker,
+}
+
+impl Host {
+    /// Opens the data dir, loads every class and starts listening.
+    pub async fn start(config: Config) -> Result<Host, StartError> {
+        if config.classes.is_empty() {
+            return Err(StartError::NoClasses);
+        }
+        let store = Store::open(&config.data_dir)?;
+        let engine = build_engine(&config.runtime, &config.limits)
+            .map_err(|e| StartError::Engine(format!("{e:#}")))?;
+        let linker = bindings::linker(&engine).map_err(|e| StartError::Engine(format!("{e:#}")))?;
+        let registry = Arc::new(Registry::new(
+            engine.clone(),
+            linker,
+            &config.data_dir.join("components"),
+        ));
+        for (name, class) in &config.classes {
+            let version = registry
+                .prepare_file(&class.component, 1)
+                .map_err(|source| StartError::Class {
+                    class: name.clone(),
+                    source,
+                })?;
+            let settings: BTreeMap<String, String> = class
+                .settings
+                .iter()
+                .map(|(k, v)| (k.clone(), setting_text(v)))
+                .collect();
+            tracing::info!(class = %name, hash = %&version.hash[..12], "class loaded");
+            registry.insert(name, settings, version);
+        }
+        let ticker = EpochTicker::start(engine, Duration::from_millis(config.runtime.epoch_tick_ms));
+        let ai = AiService::new(config.ai.clone());
+        let runtime = Runtime::new(registry, store, &config, ai);
+
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        let (stop, stop_rx) = watch::channel(false);
+        let server = tokio::spawn(crate::server::serve(
+            listener,
+            runtime.clone(),
+            config.limits.clone(),
+            stop_rx,
+        ));
+        let alarms = tokio::spawn(crate::alarms::run(runtime.clone()));
+        Ok(Host {
+            addr,
+            runtime,
+            stop,
+            server,
+            alarms,
+            _ticker: ticker,
+        })
+    }
+
+    /// Stops accepting, lets queued events finish (at most `grace`), closes sockets with
+    /// 1001 and waits for the last commits.
+    pub async fn shutdown(self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let _ = self.server.await;
+        self.alarms.abort();
+        self.runtime.shutdown(grace).await;
+    }
+}

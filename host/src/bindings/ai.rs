@@ -1,0 +1,59 @@
+//! `lodge:object/ai`: a stream id is handed out now; the provider is called only once
+//! the event's writes are durable (the start is an event output like a sent frame).
+
+use std::sync::atomic::Ordering;
+
+use super::lodge::object::ai::{AiError, CompletionRequest, Host};
+use super::{HostState, Output};
+use crate::ai;
+
+impl Host for HostState {
+    async fn start_chat(
+        &mut self,
+        request: CompletionRequest,
+    ) -> wasmtime::Result<Result<u64, AiError>> {
+        let service = &self.object.ai;
+        if !service.is_configured() {
+            return Ok(Err(AiError::Unavailable(
+                "no AI provider is configured: set [ai] base_url (and model, api_key_env) in the lodge config".into(),
+            )));
+        }
+        if request.messages.is_empty() {
+            return Ok(Err(AiError::Invalid("a completion needs at least one message".into())));
+        }
+        let pending = self
+            .event
+            .outputs
+            .iter()
+            .filter(|o| matches!(o, Output::StartAi(..)))
+            .count();
+        let running = self.object.streams.lock().expect("streams lock").len();
+        let per_object = self.object.ai_streams_per_object;
+        if running + pending >= per_object {
+            return Ok(Err(AiError::Busy(format!(
+                "this object already has {per_object} AI streams running; wait for one to finish"
+            ))));
+        }
+        let id = self.object.stream_ids.fetch_add(1, Ordering::Relaxed);
+        let request = ai::CompletionRequest {
+            messages: request
+                .messages
+                .into_iter()
+                .map(|m| ai::ChatMessage {
+                    role: m.role,
+                    content: m.content,
+                })
+                .collect(),
+            model: request.model,
+            temperature: request.temperature,
+            max_tokens: request.max_tokens,
+        };
+        self.event.outputs.push(Output::StartAi(id, request));
+        Ok(Ok(id))
+    }
+
+    async fn cancel(&mut self, id: u64) -> wasmtime::Result<()> {
+        self.event.outputs.push(Output::CancelAi(id));
+        Ok(())
+    }
+}

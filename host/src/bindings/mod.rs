@@ -1,0 +1,145 @@
+//! The host side of the `lodge:object` WIT package: the store data every instance
+//! carries, and one file per imported interface. Each import works on the current
+//! event's context ([`EventCtx`]): writes and outputs are collected there and only take
+//! effect when the runtime commits the event.
+
+mod ai;
+mod alarms;
+mod object;
+mod sockets;
+mod storage;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::ai::{AiService, CompletionRequest, StreamHandle};
+use crate::config::Limits;
+use crate::object::ObjectRef;
+use crate::runtime::sockets::{Frame, SocketTable};
+use crate::storage::{EventWrites, Overlay, StorageView, Store};
+
+wasmtime::component::bindgen!({
+    world: "object-class",
+    path: "../wit",
+    imports: { default: async | trappable },
+    exports: { default: async },
+});
+
+pub use exports::lodge::object::events::{AiEvent, ConnectOutcome};
+pub use lodge::object::types::{Header, Message, Request, Response};
+
+/// What an object's instances share across events and evictions.
+pub struct ObjectContext {
+    pub object: ObjectRef,
+    pub settings: Arc<BTreeMap<String, String>>,
+    pub limits: Limits,
+    pub store: Store,
+    pub overlay: Arc<Mutex<Overlay>>,
+    pub sockets: Arc<Mutex<SocketTable>>,
+    pub ai: AiService,
+    /// AI streams in flight, by the id the guest was given.
+    pub streams: Arc<Mutex<HashMap<u64, StreamHandle>>>,
+    /// AI streams one object may run at once.
+    pub ai_streams_per_object: usize,
+    /// Host-wide source of AI stream ids.
+    pub stream_ids: Arc<AtomicU64>,
+}
+
+/// Something an event does outside its storage writes. Released in order, and only
+/// after the event's writes are durable.
+#[derive(Debug)]
+pub enum Output {
+    Send(u64, Frame),
+    Close(u64, u16, String),
+    StartAi(u64, CompletionRequest),
+    CancelAi(u64),
+}
+
+/// The state of the event being delivered.
+#[derive(Debug, Default)]
+pub struct EventCtx {
+    pub writes: EventWrites,
+    pub outputs: Vec<Output>,
+    /// The alarm as this event sees it, and whether the event changed it.
+    pub alarm: Option<u64>,
+    pub alarm_changed: bool,
+    /// An upper bound of the object's storage usage, once a write needed it.
+    pub usage_bound: Option<u64>,
+}
+
+/// The data of one instance's wasmtime store.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limits: StoreLimits,
+    pub object: Arc<ObjectContext>,
+    pub event: EventCtx,
+    /// Epoch ticks the current event has run.
+    pub ticks: u64,
+}
+
+impl HostState {
+    /// Fresh store data for an instance of `object`.
+    pub fn new(object: Arc<ObjectContext>) -> HostState {
+        // No preopens, no environment, no arguments, no network: the guest's only
+        // ambient capabilities are clocks, randomness and its log output.
+        let wasi = WasiCtx::builder()
+            .stdout(crate::runtime::logs::GuestLog::stdout(&object.object))
+            .stderr(crate::runtime::logs::GuestLog::stderr(&object.object))
+            .build();
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(object.limits.memory_bytes as usize)
+            .trap_on_grow_failure(true)
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limits,
+            object,
+            event: EventCtx::default(),
+            ticks: 0,
+        }
+    }
+
+    /// Reads through the event's writes and the object's pending batches.
+    fn with_view<R>(&self, f: impl FnOnce(&StorageView<'_>) -> R) -> R {
+        let overlay = self.object.overlay.lock().expect("overlay lock");
+        let view = StorageView {
+            store: &self.object.store,
+            object: self.object.object.id,
+            overlay: &overlay,
+            event: &self.event.writes,
+        };
+        f(&view)
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl lodge::object::types::Host for HostState {}
+
+/// The linker every class is instantiated with: our imports plus the WASI interfaces a
+/// guest may use (clocks, random, stdio and the I/O streams they need).
+pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_proxy_interfaces_async(&mut linker)?;
+    // Rust's std asks for its (empty) environment and may call exit on abort.
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+    use wasmtime_wasi::p2::bindings::cli;
+    cli::environment::add_to_linker::<HostState, WasiCli>(&mut linker, HostState::cli)?;
+    cli::exit::add_to_linker::<HostState, WasiCli>(&mut linker, HostState::cli)?;
+    ObjectClass::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)?;
+    Ok(linker)
+}

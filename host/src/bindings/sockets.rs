@@ -1,0 +1,127 @@
+//! `lodge:object/sockets`: frames and closes are queued as event outputs; tags,
+//! attachments and the auto-response live in the host's socket table.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::lodge::object::sockets::{AutoResponse, Host, SocketError};
+use super::lodge::object::types::Message;
+use super::{HostState, Output};
+use crate::runtime::sockets::{self as table, Frame};
+
+type Res<T> = wasmtime::Result<Result<T, SocketError>>;
+
+impl HostState {
+    fn frame(&self, message: Message) -> Result<Frame, SocketError> {
+        let max = self.object.limits.max_message_bytes;
+        let frame = match message {
+            Message::Text(t) => Frame::Text(Arc::from(t)),
+            Message::Binary(b) => Frame::Binary(Bytes::from(b)),
+        };
+        if frame.len() > max {
+            return Err(SocketError::TooLarge(format!(
+                "message of {} bytes; the limit is {max}",
+                frame.len()
+            )));
+        }
+        Ok(frame)
+    }
+
+    fn sockets(&self) -> std::sync::MutexGuard<'_, table::SocketTable> {
+        self.object.sockets.lock().expect("socket table lock")
+    }
+}
+
+impl Host for HostState {
+    async fn send(&mut self, socket: u64, message: Message) -> Res<()> {
+        let frame = match self.frame(message) {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(e)),
+        };
+        if self.sockets().live(socket).is_none() {
+            return Ok(Err(SocketError::NotFound));
+        }
+        self.event.outputs.push(Output::Send(socket, frame));
+        Ok(Ok(()))
+    }
+
+    async fn broadcast(&mut self, message: Message, tag: Option<String>, except: Vec<u64>) -> Res<u32> {
+        let frame = match self.frame(message) {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(e)),
+        };
+        let targets = self.sockets().list(tag.as_deref());
+        let mut count = 0;
+        for id in targets.into_iter().filter(|id| !except.contains(id)) {
+            self.event.outputs.push(Output::Send(id, frame.clone()));
+            count += 1;
+        }
+        Ok(Ok(count))
+    }
+
+    async fn close(&mut self, socket: u64, code: u16, reason: String) -> Res<()> {
+        if self.sockets().live(socket).is_none() {
+            return Ok(Err(SocketError::NotFound));
+        }
+        // RFC 6455: only 1000 and 3000-4999 may be sent by an application.
+        let code = if code == 1000 || (3000..5000).contains(&code) {
+            code
+        } else {
+            1000
+        };
+        let mut reason = reason;
+        // A close frame's reason must fit in 123 bytes.
+        while reason.len() > 123 {
+            reason.pop();
+        }
+        self.event.outputs.push(Output::Close(socket, code, reason));
+        Ok(Ok(()))
+    }
+
+    async fn list(&mut self, tag: Option<String>) -> wasmtime::Result<Vec<u64>> {
+        Ok(self.sockets().list(tag.as_deref()))
+    }
+
+    async fn tags(&mut self, socket: u64) -> Res<Vec<String>> {
+        Ok(self
+            .sockets()
+            .get(socket)
+            .map(|s| s.tags.clone())
+            .ok_or(SocketError::NotFound))
+    }
+
+    async fn attachment(&mut self, socket: u64) -> Res<Vec<u8>> {
+        Ok(self
+            .sockets()
+            .get(socket)
+            .map(|s| s.attachment.clone())
+            .ok_or(SocketError::NotFound))
+    }
+
+    async fn set_attachment(&mut self, socket: u64, data: Vec<u8>) -> Res<()> {
+        let max = self.object.limits.max_attachment_bytes;
+        if data.len() > max {
+            return Ok(Err(SocketError::TooLarge(format!(
+                "attachment of {} bytes; the limit is {max}",
+                data.len()
+            ))));
+        }
+        let mut sockets = self.sockets();
+        match sockets.get_mut(socket) {
+            Some(s) => {
+                s.attachment = data;
+                Ok(Ok(()))
+            }
+            None => Ok(Err(SocketError::NotFound)),
+        }
+    }
+
+    async fn set_auto_response(&mut self, pair: Option<AutoResponse>) -> wasmtime::Result<()> {
+        self.sockets().auto_response = pair.map(|p| table::AutoResponse {
+            request: p.request,
+            response: p.response,
+        });
+        Ok(())
+    }
+}

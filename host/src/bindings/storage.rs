@@ -1,0 +1,192 @@
+//! `lodge:object/storage`: reads through the event's layers, writes into the event.
+
+use super::HostState;
+use super::lodge::object::storage::{Entry, Host, ListOptions, StorageError};
+use crate::storage::KeyRange;
+
+type Res<T> = wasmtime::Result<Result<T, StorageError>>;
+
+fn engine_error(e: crate::storage::StorageError) -> StorageError {
+    StorageError::Unavailable(e.to_string())
+}
+
+impl HostState {
+    fn check_key(&self, key: &[u8]) -> Result<(), StorageError> {
+        let max = self.object.limits.max_key_bytes;
+        if key.is_empty() {
+            return Err(StorageError::Invalid("keys may not be empty".into()));
+        }
+        if key.len() > max {
+            return Err(StorageError::TooLarge(format!(
+                "key of {} bytes; the limit is {max}",
+                key.len()
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<(), StorageError> {
+        let max = self.object.limits.max_value_bytes;
+        if value.len() > max {
+            return Err(StorageError::TooLarge(format!(
+                "value of {} bytes; the limit is {max}",
+                value.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses writes that would take the object past its quota. The fast path keeps
+    /// an upper bound (committed usage + every byte written since) and needs no reads;
+    /// only near the quota is the exact usage computed.
+    fn check_quota(&mut self, entries: &[(&[u8], Option<&[u8]>)]) -> Result<(), StorageError> {
+        let quota = self.object.limits.storage_bytes;
+        let added: u64 = entries
+            .iter()
+            .map(|(k, v)| v.map_or(0, |v| (k.len() + v.len()) as u64))
+            .sum();
+        if added == 0 {
+            return Ok(());
+        }
+        let bound = match self.event.usage_bound {
+            Some(b) => b,
+            None => {
+                let committed = self.committed_usage().map_err(engine_error)?;
+                let pending = self.object.overlay.lock().expect("overlay lock").pending_bytes();
+                committed + pending
+            }
+        };
+        if bound.saturating_add(added) <= quota {
+            self.event.usage_bound = Some(bound + added);
+            return Ok(());
+        }
+        let committed = self.committed_usage().map_err(engine_error)?;
+        let (usage, delta) = self
+            .with_view(|view| -> Result<(u64, i64), crate::storage::StorageError> {
+                let usage = view.usage(committed)?;
+                let mut delta = 0i64;
+                for (k, v) in entries {
+                    if let Some(old) = view.get(k)? {
+                        delta -= (k.len() + old.len()) as i64;
+                    }
+                    if let Some(v) = v {
+                        delta += (k.len() + v.len()) as i64;
+                    }
+                }
+                Ok((usage, delta))
+            })
+            .map_err(engine_error)?;
+        let after = (usage as i64 + delta).max(0) as u64;
+        if delta > 0 && after > quota {
+            return Err(StorageError::QuotaExceeded(format!(
+                "the object stores {usage} bytes; this write adds {delta} and the quota is {quota}"
+            )));
+        }
+        self.event.usage_bound = Some(after);
+        Ok(())
+    }
+
+    fn committed_usage(&self) -> Result<u64, crate::storage::StorageError> {
+        let meta = self.object.store.object_meta(self.object.object.id)?;
+        Ok(meta.map_or(0, |m| m.usage))
+    }
+}
+
+impl Host for HostState {
+    async fn get(&mut self, key: Vec<u8>) -> Res<Option<Vec<u8>>> {
+        if let Err(e) = self.check_key(&key) {
+            return Ok(Err(e));
+        }
+        Ok(self.with_view(|v| v.get(&key)).map_err(engine_error))
+    }
+
+    async fn get_many(&mut self, keys: Vec<Vec<u8>>) -> Res<Vec<Option<Vec<u8>>>> {
+        for key in &keys {
+            if let Err(e) = self.check_key(key) {
+                return Ok(Err(e));
+            }
+        }
+        Ok(self
+            .with_view(|v| keys.iter().map(|k| v.get(k)).collect::<Result<Vec<_>, _>>())
+            .map_err(engine_error))
+    }
+
+    async fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Res<()> {
+        if let Err(e) = self
+            .check_key(&key)
+            .and_then(|_| self.check_value(&value))
+            .and_then(|_| self.check_quota(&[(&key, Some(&value))]))
+        {
+            return Ok(Err(e));
+        }
+        self.event.writes.writes.insert(key, Some(value));
+        Ok(Ok(()))
+    }
+
+    async fn put_many(&mut self, entries: Vec<Entry>) -> Res<()> {
+        for e in &entries {
+            if let Err(err) = self.check_key(&e.key).and_then(|_| self.check_value(&e.value)) {
+                return Ok(Err(err));
+            }
+        }
+        let pairs: Vec<(&[u8], Option<&[u8]>)> = entries
+            .iter()
+            .map(|e| (e.key.as_slice(), Some(e.value.as_slice())))
+            .collect();
+        if let Err(e) = self.check_quota(&pairs) {
+            return Ok(Err(e));
+        }
+        for e in entries {
+            self.event.writes.writes.insert(e.key, Some(e.value));
+        }
+        Ok(Ok(()))
+    }
+
+    async fn delete(&mut self, key: Vec<u8>) -> Res<bool> {
+        if let Err(e) = self.check_key(&key) {
+            return Ok(Err(e));
+        }
+        let existed = match self.with_view(|v| v.get(&key)) {
+            Ok(v) => v.is_some(),
+            Err(e) => return Ok(Err(engine_error(e))),
+        };
+        self.event.writes.writes.insert(key, None);
+        Ok(Ok(existed))
+    }
+
+    async fn list(&mut self, options: ListOptions) -> Res<Vec<Entry>> {
+        let range = KeyRange::new(
+            options.prefix.as_deref(),
+            options.start.as_deref(),
+            options.end.as_deref(),
+        );
+        let limit = options.limit.map_or(usize::MAX, |l| l as usize);
+        Ok(self
+            .with_view(|v| v.list(&range, options.reverse, limit))
+            .map(|entries| {
+                entries
+                    .into_iter()
+                    .map(|(key, value)| Entry { key, value })
+                    .collect()
+            })
+            .map_err(engine_error))
+    }
+
+    async fn delete_all(&mut self) -> Res<()> {
+        self.event.writes.clear = true;
+        self.event.writes.writes.clear();
+        Ok(Ok(()))
+    }
+
+    async fn usage(&mut self) -> Res<u64> {
+        let committed = match self.committed_usage() {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(engine_error(e))),
+        };
+        Ok(self.with_view(|v| v.usage(committed)).map_err(engine_error))
+    }
+
+    async fn quota(&mut self) -> wasmtime::Result<u64> {
+        Ok(self.object.limits.storage_bytes)
+    }
+}

@@ -1,0 +1,282 @@
+//! The operator's configuration: one TOML file, every key optional, safe defaults.
+//! `lodge.toml` at the repository root documents every key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::ai::AiConfig;
+
+/// Why the configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config {origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the public HTTP/WebSocket listener binds.
+    pub listen: SocketAddr,
+    /// Where the database and compiled components live.
+    pub data_dir: PathBuf,
+    /// `human` or `json` log lines.
+    pub log_format: LogFormat,
+    pub runtime: RuntimeConfig,
+    pub limits: Limits,
+    pub alarms: AlarmConfig,
+    pub ai: AiConfig,
+    /// Object classes by name: `[classes.chat] component = "path/to/chat.wasm"`.
+    pub classes: BTreeMap<String, ClassConfig>,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+/// Object lifecycle settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// An object with no event for this long is evicted (its sockets stay open).
+    pub idle_timeout_ms: u64,
+    /// Live instances at most; the least recently used is evicted beyond it. Also sizes
+    /// the pooling allocator, so keep it well below what `vm.max_map_count` allows.
+    pub max_live_objects: u32,
+    /// Events queued per object before requests get 503 (WebSocket readers wait).
+    pub mailbox_capacity: usize,
+    /// Frames queued per socket before a slow reader is disconnected (close 1008).
+    pub socket_send_queue: usize,
+    /// The epoch tick that measures CPU time per event.
+    pub epoch_tick_ms: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            idle_timeout_ms: 10_000,
+            max_live_objects: 1_000,
+            mailbox_capacity: 1_024,
+            socket_send_queue: 1_024,
+            epoch_tick_ms: 10,
+        }
+    }
+}
+
+/// Per-object limits (the same for every class unless a class overrides them).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Time one event may run (epoch interruption).
+    pub cpu_ms_per_event: u64,
+    /// Linear memory per instance.
+    pub memory_bytes: u64,
+    /// Bytes of keys and values per object.
+    pub storage_bytes: u64,
+    pub max_key_bytes: usize,
+    pub max_value_bytes: usize,
+    pub max_sockets: usize,
+    /// Largest WebSocket message accepted or sent.
+    pub max_message_bytes: usize,
+    pub max_attachment_bytes: usize,
+    /// Largest HTTP request body.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            cpu_ms_per_event: 30_000,
+            memory_bytes: 128 << 20,
+            storage_bytes: 10 << 30,
+            max_key_bytes: 2 << 10,
+            max_value_bytes: 1 << 20,
+            max_sockets: 32_768,
+            max_message_bytes: 1 << 20,
+            max_attachment_bytes: 2 << 10,
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Alarm delivery.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlarmConfig {
+    /// The first retry of a failed `on-alarm` waits this long; each next one twice as long.
+    pub retry_base_ms: u64,
+    /// Retries after the first attempt before the alarm is dropped.
+    pub max_retries: u32,
+}
+
+impl Default for AlarmConfig {
+    fn default() -> Self {
+        AlarmConfig {
+            retry_base_ms: 2_000,
+            max_retries: 6,
+        }
+    }
+}
+
+/// One object class.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassConfig {
+    /// The component file (`cargo build --target wasm32-wasip2` output).
+    pub component: PathBuf,
+    /// Values the guest reads with `object.setting(key)`.
+    #[serde(default)]
+    pub settings: BTreeMap<String, toml::Value>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            data_dir: PathBuf::from("./data"),
+            log_format: LogFormat::Human,
+            runtime: RuntimeConfig::default(),
+            limits: Limits::default(),
+            alarms: AlarmConfig::default(),
+            ai: AiConfig::default(),
+            classes: BTreeMap::new(),
+        }
+    }
+}
+
+/// Where the shipped guests land when built from this repository.
+pub const SHIPPED_GUESTS_DIR: &str = "guests/target/wasm32-wasip2/release";
+
+/// The classes served when no config file names any: the three shipped apps.
+pub fn shipped_classes(root: &Path) -> BTreeMap<String, ClassConfig> {
+    [("chat", "chat"), ("doc", "document"), ("game", "game")]
+        .into_iter()
+        .map(|(class, file)| {
+            (
+                class.to_string(),
+                ClassConfig {
+                    component: root.join(SHIPPED_GUESTS_DIR).join(format!("{file}.wasm")),
+                    settings: BTreeMap::new(),
+                },
+            )
+        })
+        .collect()
+}
+
+impl Config {
+    /// Parses a config file; relative component paths are taken from the file's folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Config::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for class in config.classes.values_mut() {
+            if class.component.is_relative() {
+                class.component = base.join(&class.component);
+            }
+        }
+        config.validate(&path.display().to_string())?;
+        Ok(config)
+    }
+
+    /// Parses TOML text.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Checks values serde cannot.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            origin: origin.to_string(),
+            message,
+        };
+        for (name, class) in &self.classes {
+            if !crate::object::is_valid_class_name(name) {
+                return Err(invalid(format!(
+                    "classes.{name}: a class name is 1-64 of a-z, 0-9, '-', '_' and starts with a letter"
+                )));
+            }
+            for (key, value) in &class.settings {
+                if matches!(value, toml::Value::Array(_) | toml::Value::Table(_)) {
+                    return Err(invalid(format!(
+                        "classes.{name}.settings.{key}: settings are strings, numbers or booleans"
+                    )));
+                }
+            }
+        }
+        if self.runtime.max_live_objects == 0 {
+            return Err(invalid("runtime.max_live_objects must be at least 1".into()));
+        }
+        if self.runtime.max_live_objects > 10_000 {
+            return Err(invalid(
+                "runtime.max_live_objects above 10000 exceeds what vm.max_map_count (65530 by default) allows".into(),
+            ));
+        }
+        if self.runtime.epoch_tick_ms == 0 || self.limits.cpu_ms_per_event == 0 {
+            return Err(invalid(
+                "runtime.epoch_tick_ms and limits.cpu_ms_per_event must be positive".into(),
+            ));
+        }
+        if self.runtime.mailbox_capacity == 0 || self.runtime.socket_send_queue == 0 {
+            return Err(invalid(
+                "runtime.mailbox_capacity and runtime.socket_send_queue must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A setting value as the guest sees it (a string).
+pub fn setting_text(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_has_safe_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8787");
+        assert_eq!(c.runtime.idle_timeout_ms, 10_000);
+        assert_eq!(c.limits.memory_bytes, 128 << 20);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::parse("[runtime]\nidle_timeout = 5").unwrap_err();
+        assert!(err.contains("idle_timeout"), "{err}");
+    }
+
+    #[test]
+    fn class_names_are_checked() {
+        let c = Config::parse("[classes.Bad]\ncomponent = \"x.wasm\"").unwrap();
+        let err = c.validate("test").unwrap_err().to_string();
+        assert!(err.contains("classes.Bad"), "{err}");
+    }
+}

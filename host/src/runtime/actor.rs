@@ -1,0 +1,579 @@
+//! The object actor: one task per object entry, owning the object's instance while it is
+//! live. It takes events from the mailbox one at a time and runs each to completion, so
+//! a guest never sees two events interleave. After each event it hands the event's
+//! writes to the storage writer and its outputs to the gate, and moves on: the next
+//! event can run while the previous batch is being fsynced (it reads those writes from
+//! the overlay). The idle timer and LRU pressure drop the instance; the entry itself
+//! stays while sockets are open, so they survive (hibernation).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::time::Instant;
+use tracing::Instrument;
+use wasmtime::UpdateDeadline;
+
+use super::gate::{self, Release, Reply};
+use super::sockets::{Frame, Phase, SocketTable};
+use super::{AlarmOutcome, Envelope, Event, EventError, Inner, ObjectEntry};
+use crate::bindings::{
+    ConnectOutcome, EventCtx, HostState, ObjectClass, ObjectContext, Output, Response,
+};
+use crate::object::ObjectRef;
+use crate::registry::ClassVersion;
+use crate::storage::{AlarmChange, Batch, Overlay};
+
+/// A live instance and what it holds.
+struct Live {
+    store: wasmtime::Store<HostState>,
+    bindings: ObjectClass,
+    version: Arc<ClassVersion>,
+    _permit: OwnedSemaphorePermit,
+}
+
+struct Actor {
+    rt: Arc<Inner>,
+    entry: Arc<ObjectEntry>,
+    ctx: Arc<ObjectContext>,
+    mailbox: mpsc::Receiver<Envelope>,
+    control_rx: mpsc::UnboundedReceiver<Envelope>,
+    gate: mpsc::UnboundedSender<Release>,
+    commit_failed: Arc<AtomicBool>,
+    instance: Option<Live>,
+    /// The object's alarm `(due ms, retry)` as its committed and pending events left it.
+    alarm: Option<(u64, u32)>,
+    last_event: Instant,
+}
+
+/// Creates the entry of `object` and starts its actor and gate.
+pub(super) fn spawn(rt: Arc<Inner>, object: ObjectRef) -> Arc<ObjectEntry> {
+    let (mailbox_tx, mailbox) = mpsc::channel(rt.config.mailbox_capacity);
+    let (control_tx, control_rx) = mpsc::unbounded_channel();
+    let sockets = Arc::new(Mutex::new(SocketTable::default()));
+    let entry = Arc::new(ObjectEntry {
+        object: object.clone(),
+        mailbox: mailbox_tx,
+        control: control_tx.clone(),
+        sockets: sockets.clone(),
+    });
+    let settings = rt
+        .registry
+        .class(&object.class)
+        .map(|c| c.settings.clone())
+        .unwrap_or_default();
+    let ctx = Arc::new(ObjectContext {
+        object: object.clone(),
+        settings,
+        limits: rt.limits.clone(),
+        store: rt.store.clone(),
+        overlay: Arc::new(Mutex::new(Overlay::default())),
+        sockets,
+        ai: rt.ai.clone(),
+        streams: Arc::new(Mutex::new(HashMap::new())),
+        ai_streams_per_object: rt.ai_streams_per_object,
+        stream_ids: rt.stream_ids.clone(),
+    });
+    let (gate_tx, gate_rx) = mpsc::unbounded_channel();
+    let commit_failed = Arc::new(AtomicBool::new(false));
+    let span = tracing::info_span!("object", class = %object.class, id = %object.id, name = %object.name);
+    tokio::spawn(
+        gate::run(
+            gate_rx,
+            ctx.clone(),
+            control_tx,
+            commit_failed.clone(),
+            rt.alarm_wake.clone(),
+        )
+        .instrument(span.clone()),
+    );
+    let alarm = match rt.store.alarm(object.id) {
+        Ok(a) => a.map(|a| (a.at_ms, a.retry)),
+        Err(e) => {
+            tracing::error!(object = %object, error = %e, "cannot read the object's alarm");
+            None
+        }
+    };
+    let actor = Actor {
+        rt,
+        entry: entry.clone(),
+        ctx,
+        mailbox,
+        control_rx,
+        gate: gate_tx,
+        commit_failed,
+        instance: None,
+        alarm,
+        last_event: Instant::now(),
+    };
+    tokio::spawn(actor.run().instrument(span));
+    entry
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// What a guest call returned, per event kind.
+enum Returned {
+    Response(Response),
+    Connect(ConnectOutcome),
+    Unit,
+}
+
+impl Actor {
+    async fn run(mut self) {
+        let idle = Duration::from_millis(self.rt.config.idle_timeout_ms);
+        loop {
+            if self.instance.is_none() && self.try_retire() {
+                return;
+            }
+            let evictable = self.instance.is_some() && self.streams_in_flight() == 0;
+            let deadline = self.last_event + idle;
+            let envelope = tokio::select! {
+                biased;
+                Some(e) = self.control_rx.recv() => e,
+                Some(e) = self.mailbox.recv() => e,
+                _ = tokio::time::sleep_until(deadline), if evictable => {
+                    self.evict("idle");
+                    continue;
+                }
+                else => return,
+            };
+            match envelope {
+                Envelope::Event(event) => {
+                    self.handle(event).await;
+                    self.last_event = Instant::now();
+                }
+                Envelope::Evict => {
+                    if self.streams_in_flight() == 0 {
+                        self.evict("live-object cap");
+                    }
+                }
+            }
+        }
+    }
+
+    fn streams_in_flight(&self) -> usize {
+        self.ctx.streams.lock().expect("streams lock").len()
+    }
+
+    /// Leaves the directory if nothing needs this entry any more. Checked under the
+    /// directory lock, which every new sender of events takes, so no event is lost.
+    fn try_retire(&mut self) -> bool {
+        let mut directory = self.rt.directory.lock().expect("directory lock");
+        let idle = self.mailbox.is_empty()
+            && self.control_rx.is_empty()
+            && self.entry.sockets.lock().expect("socket table lock").is_empty()
+            && self.streams_in_flight() == 0
+            && self.ctx.overlay.lock().expect("overlay lock").is_empty();
+        if idle {
+            let ours = directory
+                .get(&self.entry.object.id)
+                .is_some_and(|e| Arc::ptr_eq(e, &self.entry));
+            if ours {
+                directory.remove(&self.entry.object.id);
+            }
+        }
+        idle
+    }
+
+    fn evict(&mut self, why: &str) {
+        if self.instance.take().is_some() {
+            self.rt.live.remove(self.entry.object.id);
+            self.rt.metrics.evictions.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(why, "evicted");
+        }
+    }
+
+    fn drop_instance(&mut self) {
+        if self.instance.take().is_some() {
+            self.rt.live.remove(self.entry.object.id);
+        }
+    }
+
+    /// Makes sure a live instance of the class's current version exists.
+    async fn ensure_instance(&mut self) -> Result<(), EventError> {
+        let object = self.entry.object.clone();
+        let Some(class) = self.rt.registry.class(&object.class) else {
+            return Err(EventError::Activation {
+                object: object.to_string(),
+                message: format!("the class {} is not served any more", object.class),
+            });
+        };
+        let version = class.current();
+        if let Some(live) = &self.instance {
+            if Arc::ptr_eq(&live.version, &version) {
+                return Ok(());
+            }
+            tracing::info!(from = live.version.number, to = version.number, "switching to the new version");
+            self.drop_instance();
+        }
+        let activation_error = |message: String| EventError::Activation {
+            object: object.to_string(),
+            message,
+        };
+        let permit = self.rt.live.acquire(object.id).await.ok_or_else(|| {
+            EventError::Overloaded {
+                object: object.to_string(),
+                message: "every live-object slot is busy".into(),
+            }
+        })?;
+        let engine = self.rt.registry.engine();
+        let mut store = wasmtime::Store::new(engine, HostState::new(self.ctx.clone()));
+        store.limiter(|s| &mut s.limits);
+        let tick = self.rt.config.epoch_tick_ms.max(1);
+        let max_ticks = self.rt.limits.cpu_ms_per_event.div_ceil(tick);
+        store.set_epoch_deadline(1);
+        // Each tick the guest yields to the executor (so one busy object cannot starve
+        // the others on the same thread) and is charged; past its CPU budget it traps.
+        store.epoch_deadline_callback(move |mut cx| {
+            let state = cx.data_mut();
+            state.ticks += 1;
+            if state.ticks > max_ticks {
+                Err(wasmtime::Error::msg(format!(
+                    "the event exceeded its CPU time limit of {} ms",
+                    max_ticks * tick
+                )))
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        let bindings = version
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| activation_error(format!("{e:#}")))?;
+        self.instance = Some(Live {
+            store,
+            bindings,
+            version,
+            _permit: permit,
+        });
+        self.rt.metrics.activations.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!("activated");
+        Ok(())
+    }
+
+    async fn handle(&mut self, event: Event) {
+        self.rt.metrics.events.fetch_add(1, Ordering::Relaxed);
+        if self.commit_failed.swap(false, Ordering::SeqCst) {
+            // Writes this instance built on never became durable: start over.
+            self.drop_instance();
+            self.ctx.overlay.lock().expect("overlay lock").reset();
+            self.alarm = self
+                .rt
+                .store
+                .alarm(self.entry.object.id)
+                .ok()
+                .flatten()
+                .map(|a| (a.at_ms, a.retry));
+        }
+        // An AI event for a stream that was cancelled or already finished is dropped.
+        if let Event::Ai { stream, event } = &event {
+            use crate::bindings::AiEvent;
+            let mut streams = self.ctx.streams.lock().expect("streams lock");
+            let known = match event {
+                AiEvent::Delta(_) => streams.contains_key(stream),
+                _ => streams.remove(stream).is_some(),
+            };
+            // Errors raised before a stream was registered (refused start) still count.
+            if !known && !matches!(event, AiEvent::Error(_)) {
+                return;
+            }
+        }
+        if let Event::Alarm { due_ms, done } = &event {
+            let current = self.alarm;
+            if current.map(|(at, _)| at) != Some(*due_ms) {
+                let _ = done;
+                if let Event::Alarm { done, .. } = event {
+                    let _ = done.send(AlarmOutcome::Stale);
+                }
+                return;
+            }
+        }
+        // A frame that was queued before its socket closed is not delivered.
+        if let Event::Message { socket, .. } = &event {
+            if !self.socket_is_live(*socket) {
+                return;
+            }
+        }
+        if let Err(e) = self.ensure_instance().await {
+            tracing::error!(error = %e, kind = event.kind(), "cannot deliver the event");
+            self.fail(event, e);
+            return;
+        }
+        let live = self.instance.as_mut().expect("instance was just ensured");
+        let state = live.store.data_mut();
+        state.event = EventCtx {
+            alarm: self.alarm.map(|(at, _)| at),
+            ..EventCtx::default()
+        };
+        state.ticks = 0;
+        live.store.set_epoch_deadline(1);
+
+        let events = live.bindings.lodge_object_events();
+        let store = &mut live.store;
+        let result = match &event {
+            Event::Request { request, .. } => events
+                .call_on_request(&mut *store, request)
+                .await
+                .map(Returned::Response),
+            Event::Connect {
+                socket, request, ..
+            } => events
+                .call_on_connect(&mut *store, *socket, request)
+                .await
+                .map(Returned::Connect),
+            Event::Message { socket, message } => {
+                events
+                    .call_on_message(&mut *store, *socket, message)
+                    .await
+                    .map(|()| Returned::Unit)
+            }
+            Event::Close {
+                socket,
+                code,
+                reason,
+            } => events
+                .call_on_close(&mut *store, *socket, *code, reason)
+                .await
+                .map(|()| Returned::Unit),
+            Event::Alarm { .. } => {
+                let retry = self.alarm.map_or(0, |(_, r)| r);
+                events
+                    .call_on_alarm(&mut *store, retry)
+                    .await
+                    .map(|()| Returned::Unit)
+            }
+            Event::Ai { stream, event } => events
+                .call_on_ai_event(&mut *store, *stream, event)
+                .await
+                .map(|()| Returned::Unit),
+        };
+        self.rt.live.touch(self.entry.object.id, &self.entry.control);
+        match result {
+            Ok(returned) => self.commit(event, returned),
+            Err(trap) => {
+                self.rt.metrics.event_failures.fetch_add(1, Ordering::Relaxed);
+                let message = trap_message(&trap);
+                tracing::warn!(kind = event.kind(), error = ?trap, "event failed; its writes are discarded and the instance replaced");
+                self.drop_instance();
+                let error = EventError::Trap {
+                    object: self.entry.object.to_string(),
+                    message,
+                };
+                self.fail(event, error);
+            }
+        }
+    }
+
+    fn socket_is_live(&self, socket: u64) -> bool {
+        self.entry
+            .sockets
+            .lock()
+            .expect("socket table lock")
+            .get(socket)
+            .is_some_and(|s| s.phase != Phase::Closed)
+    }
+
+    /// Hands a successful event's writes to the writer and its outputs to the gate.
+    fn commit(&mut self, event: Event, returned: Returned) {
+        let live = self.instance.as_mut().expect("commit follows a live event");
+        let ctx = std::mem::take(&mut live.store.data_mut().event);
+        let is_alarm = matches!(event, Event::Alarm { .. });
+        let alarm_change = if ctx.alarm_changed {
+            Some(match ctx.alarm {
+                Some(at) => AlarmChange::Set { at_ms: at, retry: 0 },
+                None => AlarmChange::Clear,
+            })
+        } else if is_alarm {
+            // At-least-once: the alarm is cleared in the same commit as the handler's
+            // writes.
+            Some(AlarmChange::Clear)
+        } else {
+            None
+        };
+        let mut reply: Option<Reply> = None;
+        match (event, returned) {
+            (Event::Request { reply: tx, .. }, Returned::Response(response)) => {
+                reply = Some(Box::new(move |r| {
+                    let _ = tx.send(r.map(|()| response));
+                }));
+            }
+            (Event::Connect { socket, reply: tx, .. }, Returned::Connect(outcome)) => {
+                let mut sockets = self.entry.sockets.lock().expect("socket table lock");
+                match &outcome {
+                    ConnectOutcome::Accept(accept) => {
+                        if let Some(s) = sockets.get_mut(socket) {
+                            s.tags = accept.tags.clone();
+                            if s.attachment.is_empty() {
+                                s.attachment = accept.attachment.clone();
+                            }
+                            s.phase = Phase::Open;
+                        }
+                    }
+                    ConnectOutcome::Reject(_) => {
+                        sockets.remove(socket);
+                    }
+                }
+                reply = Some(Box::new(move |r| {
+                    let _ = tx.send(r.map(|()| outcome));
+                }));
+            }
+            (Event::Close { socket, .. }, _) => {
+                self.entry
+                    .sockets
+                    .lock()
+                    .expect("socket table lock")
+                    .remove(socket);
+            }
+            (Event::Alarm { done, .. }, _) => {
+                reply = Some(Box::new(move |r| {
+                    let _ = done.send(if r.is_ok() {
+                        AlarmOutcome::Handled
+                    } else {
+                        AlarmOutcome::Failed
+                    });
+                }));
+            }
+            _ => {}
+        }
+        if let Some(change) = alarm_change {
+            self.alarm = match change {
+                AlarmChange::Set { at_ms, retry } => Some((at_ms, retry)),
+                AlarmChange::Clear => None,
+            };
+        }
+        let alarm_set = matches!(alarm_change, Some(AlarmChange::Set { .. }));
+        self.submit(ctx, alarm_change, alarm_set, reply);
+    }
+
+    fn submit(
+        &mut self,
+        ctx: EventCtx,
+        alarm: Option<AlarmChange>,
+        alarm_set: bool,
+        reply: Option<Reply>,
+    ) {
+        let (ticket, seq) = if ctx.writes.is_empty() && alarm.is_none() {
+            (None, None)
+        } else {
+            let seq = self.ctx.overlay.lock().expect("overlay lock").push(&ctx.writes);
+            let object = &self.entry.object;
+            let batch = Batch {
+                object: object.id,
+                class: object.class.clone(),
+                name: object.name.clone(),
+                clear: ctx.writes.clear,
+                writes: ctx.writes.writes.into_iter().collect(),
+                alarm,
+            };
+            (Some(self.rt.store.submit(batch)), Some(seq))
+        };
+        let _ = self.gate.send(Release {
+            ticket,
+            seq,
+            outputs: ctx.outputs,
+            reply,
+            alarm_set,
+        });
+    }
+
+    /// An event failed: nothing it wrote or sent survives. Its requester learns why,
+    /// in order with the outputs of earlier events.
+    fn fail(&mut self, event: Event, error: EventError) {
+        let mut outputs = Vec::new();
+        let mut reply: Option<Reply> = None;
+        let mut alarm = None;
+        match event {
+            Event::Request { reply: tx, .. } => {
+                let e = error.clone();
+                reply = Some(Box::new(move |_| {
+                    let _ = tx.send(Err(e));
+                }));
+            }
+            Event::Connect { socket, reply: tx, .. } => {
+                self.entry
+                    .sockets
+                    .lock()
+                    .expect("socket table lock")
+                    .remove(socket);
+                let e = error.clone();
+                reply = Some(Box::new(move |_| {
+                    let _ = tx.send(Err(e));
+                }));
+            }
+            Event::Message { socket, .. } => {
+                let frame = serde_json::json!({ "type": "error", "error": error.to_string() });
+                outputs.push(Output::Send(socket, Frame::Text(frame.to_string().into())));
+                let reason = match &error {
+                    EventError::Overloaded { .. } => "object overloaded",
+                    _ => "object failed",
+                };
+                outputs.push(Output::Close(socket, 1011, reason.into()));
+            }
+            Event::Close { socket, .. } => {
+                self.entry
+                    .sockets
+                    .lock()
+                    .expect("socket table lock")
+                    .remove(socket);
+            }
+            Event::Alarm { done, .. } => {
+                let (due, retry) = self.alarm.unwrap_or((0, 0));
+                let max = self.rt.alarm_config.max_retries;
+                let change = if retry < max {
+                    let backoff = self
+                        .rt
+                        .alarm_config
+                        .retry_base_ms
+                        .saturating_mul(1u64 << retry.min(30));
+                    let at = now_ms().saturating_add(backoff);
+                    tracing::warn!(retry = retry + 1, max, due, at, error = %error, "on-alarm failed; retrying");
+                    AlarmChange::Set {
+                        at_ms: at,
+                        retry: retry + 1,
+                    }
+                } else {
+                    tracing::error!(retries = retry, due, error = %error, "on-alarm failed after the last retry; the alarm is dropped");
+                    AlarmChange::Clear
+                };
+                self.alarm = match change {
+                    AlarmChange::Set { at_ms, retry } => Some((at_ms, retry)),
+                    AlarmChange::Clear => None,
+                };
+                alarm = Some(change);
+                reply = Some(Box::new(move |_| {
+                    let _ = done.send(AlarmOutcome::Failed);
+                }));
+            }
+            Event::Ai { .. } => {}
+        }
+        let alarm_set = matches!(alarm, Some(AlarmChange::Set { .. }));
+        let ctx = EventCtx {
+            outputs,
+            ..EventCtx::default()
+        };
+        self.submit(ctx, alarm, alarm_set, reply);
+    }
+}
+
+/// A short description of why the guest failed, for the client (the logs get all).
+fn trap_message(error: &wasmtime::Error) -> String {
+    if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
+        return match trap {
+            wasmtime::Trap::UnreachableCodeReached => {
+                "the guest trapped (a panic or `unreachable`)".into()
+            }
+            other => format!("the guest trapped: {other}"),
+        };
+    }
+    let text = error.to_string();
+    text.lines().next().unwrap_or("the guest failed").to_string()
+}

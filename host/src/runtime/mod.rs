@@ -1,0 +1,327 @@
+//! Object actors. Each object with anything going on has one entry: a mailbox, an actor
+//! task that owns the object's instance (when live) and delivers its events strictly one
+//! at a time, an output gate that releases each event's outputs once its writes are
+//! durable, and the object's socket table, which outlives the instance (hibernation).
+//!
+//! Nothing here knows about HTTP: the server hands in requests and socket frames as WIT
+//! values and gets WIT values back.
+
+mod actor;
+pub mod engine;
+mod event;
+mod gate;
+mod live;
+pub mod logs;
+pub mod sockets;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc, oneshot};
+
+pub use event::{AlarmOutcome, Event, EventError};
+use live::LiveSet;
+pub use sockets::{Frame, Outbound};
+
+use crate::ai::AiService;
+use crate::bindings::{ConnectOutcome, Message, Request, Response};
+use crate::config::{AlarmConfig, Limits, RuntimeConfig};
+use crate::object::{ObjectId, ObjectRef};
+use crate::registry::Registry;
+use crate::storage::Store;
+use sockets::SocketTable;
+
+/// What an actor's mailboxes carry.
+pub enum Envelope {
+    Event(Event),
+    /// Drop the instance if possible (LRU pressure).
+    Evict,
+}
+
+/// Counters for metrics and tests.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub activations: AtomicU64,
+    pub evictions: AtomicU64,
+    pub events: AtomicU64,
+    pub event_failures: AtomicU64,
+}
+
+/// One object's presence on this host.
+pub struct ObjectEntry {
+    pub object: ObjectRef,
+    mailbox: mpsc::Sender<Envelope>,
+    control: mpsc::UnboundedSender<Envelope>,
+    sockets: Arc<Mutex<SocketTable>>,
+}
+
+pub(crate) struct Inner {
+    registry: Arc<Registry>,
+    store: Store,
+    config: RuntimeConfig,
+    limits: Limits,
+    alarm_config: AlarmConfig,
+    ai: AiService,
+    ai_streams_per_object: usize,
+    directory: Mutex<HashMap<ObjectId, Arc<ObjectEntry>>>,
+    live: LiveSet,
+    socket_ids: AtomicU64,
+    stream_ids: Arc<AtomicU64>,
+    alarm_wake: Arc<Notify>,
+    shutting_down: AtomicBool,
+    metrics: Metrics,
+}
+
+/// The object runtime. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+/// The answer to a WebSocket upgrade.
+pub enum Connected {
+    /// The object accepted: run the connection with this link.
+    Accepted(SocketLink),
+    /// The object refused with this response.
+    Rejected(Response),
+}
+
+/// The server's handle on one accepted socket.
+pub struct SocketLink {
+    pub id: u64,
+    /// Frames and closes for the client, in order.
+    pub outbound: mpsc::Receiver<Outbound>,
+    entry: Arc<ObjectEntry>,
+}
+
+impl SocketLink {
+    /// The object this socket belongs to.
+    pub fn object(&self) -> &ObjectRef {
+        &self.entry.object
+    }
+
+    /// The host's answer to `text` if it matches the object's auto-response pair.
+    pub fn auto_response(&self, text: &str) -> Option<String> {
+        let sockets = self.entry.sockets.lock().expect("socket table lock");
+        sockets
+            .auto_response
+            .as_ref()
+            .filter(|pair| pair.request == text)
+            .map(|pair| pair.response.clone())
+    }
+
+    /// Delivers a client frame. Waits while the object's mailbox is full, which slows
+    /// this one client down instead of buffering without bound.
+    pub async fn deliver(&self, message: Message) -> Result<(), EventError> {
+        let event = Event::Message {
+            socket: self.id,
+            message,
+        };
+        self.entry
+            .mailbox
+            .send(Envelope::Event(event))
+            .await
+            .map_err(|_| EventError::ShuttingDown)
+    }
+
+    /// The connection ended: the object gets `on-close` (waking it if evicted).
+    pub async fn closed(self, code: u16, reason: String) {
+        self.entry
+            .sockets
+            .lock()
+            .expect("socket table lock")
+            .mark_closed(self.id);
+        let event = Event::Close {
+            socket: self.id,
+            code,
+            reason,
+        };
+        let _ = self.entry.mailbox.send(Envelope::Event(event)).await;
+    }
+}
+
+impl Runtime {
+    /// A runtime over these parts.
+    pub fn new(
+        registry: Arc<Registry>,
+        store: Store,
+        config: &crate::config::Config,
+        ai: AiService,
+    ) -> Runtime {
+        Runtime {
+            inner: Arc::new(Inner {
+                registry,
+                store,
+                config: config.runtime.clone(),
+                limits: config.limits.clone(),
+                alarm_config: config.alarms.clone(),
+                ai,
+                ai_streams_per_object: config.ai.max_streams_per_object,
+                directory: Mutex::new(HashMap::new()),
+                live: LiveSet::new(config.runtime.max_live_objects),
+                socket_ids: AtomicU64::new(1),
+                stream_ids: Arc::new(AtomicU64::new(1)),
+                alarm_wake: Arc::new(Notify::new()),
+                shutting_down: AtomicBool::new(false),
+                metrics: Metrics::default(),
+            }),
+        }
+    }
+
+    /// The class registry.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.inner.registry
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Runtime counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Live instances now.
+    pub fn live_objects(&self) -> usize {
+        self.inner.live.len()
+    }
+
+    /// Signalled whenever a committed event set an alarm.
+    pub fn alarm_wake(&self) -> Arc<Notify> {
+        self.inner.alarm_wake.clone()
+    }
+
+    /// The object's entry, created (with its actor) if it has none.
+    fn entry(&self, object: &ObjectRef) -> Result<Arc<ObjectEntry>, EventError> {
+        if self.inner.shutting_down.load(Ordering::Relaxed) {
+            return Err(EventError::ShuttingDown);
+        }
+        let mut directory = self.inner.directory.lock().expect("directory lock");
+        if let Some(entry) = directory.get(&object.id) {
+            return Ok(entry.clone());
+        }
+        let entry = actor::spawn(self.inner.clone(), object.clone());
+        directory.insert(object.id, entry.clone());
+        Ok(entry)
+    }
+
+    /// Queues an event without waiting; a full mailbox means the object is overloaded.
+    fn dispatch(&self, object: &ObjectRef, event: Event) -> Result<Arc<ObjectEntry>, EventError> {
+        let entry = self.entry(object)?;
+        match entry.mailbox.try_send(Envelope::Event(event)) {
+            Ok(()) => Ok(entry),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(EventError::Overloaded {
+                object: object.to_string(),
+                message: format!(
+                    "{} events are already queued",
+                    self.inner.config.mailbox_capacity
+                ),
+            }),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(EventError::ShuttingDown),
+        }
+    }
+
+    /// Delivers an HTTP request and waits for the object's (committed) response.
+    pub async fn request(&self, object: &ObjectRef, request: Request) -> Result<Response, EventError> {
+        let (reply, rx) = oneshot::channel();
+        self.dispatch(object, Event::Request { request, reply })?;
+        rx.await.unwrap_or(Err(EventError::ShuttingDown))
+    }
+
+    /// Offers a WebSocket to the object (`on-connect`).
+    pub async fn connect(&self, object: &ObjectRef, request: Request) -> Result<Connected, EventError> {
+        let entry = self.entry(object)?;
+        let id = self.inner.socket_ids.fetch_add(1, Ordering::Relaxed);
+        let outbound = {
+            let mut sockets = entry.sockets.lock().expect("socket table lock");
+            if sockets.len() >= self.inner.limits.max_sockets {
+                return Err(EventError::Overloaded {
+                    object: object.to_string(),
+                    message: format!(
+                        "it already has {} sockets, the limit",
+                        self.inner.limits.max_sockets
+                    ),
+                });
+            }
+            sockets.insert(id, self.inner.config.socket_send_queue)
+        };
+        let (reply, rx) = oneshot::channel();
+        let event = Event::Connect {
+            socket: id,
+            request,
+            reply,
+        };
+        let queued = entry.mailbox.try_send(Envelope::Event(event));
+        let result = match queued {
+            Ok(()) => rx.await.unwrap_or(Err(EventError::ShuttingDown)),
+            Err(_) => Err(EventError::Overloaded {
+                object: object.to_string(),
+                message: "its mailbox is full".into(),
+            }),
+        };
+        match result {
+            Ok(ConnectOutcome::Accept(_)) => Ok(Connected::Accepted(SocketLink {
+                id,
+                outbound,
+                entry,
+            })),
+            Ok(ConnectOutcome::Reject(response)) => Ok(Connected::Rejected(response)),
+            Err(e) => {
+                // The actor drops sockets it refused or failed on; make sure of it when
+                // the event never ran.
+                entry.sockets.lock().expect("socket table lock").remove(id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Delivers the object's alarm that was due at `due_ms`.
+    pub async fn fire_alarm(&self, object: &ObjectRef, due_ms: u64) -> Result<AlarmOutcome, EventError> {
+        let (done, rx) = oneshot::channel();
+        let entry = self.entry(object)?;
+        // Alarms are internal: they wait for room rather than being refused.
+        entry
+            .mailbox
+            .send(Envelope::Event(Event::Alarm { due_ms, done }))
+            .await
+            .map_err(|_| EventError::ShuttingDown)?;
+        rx.await.map_err(|_| EventError::ShuttingDown)
+    }
+
+    /// Stops accepting events, closes every socket with 1001 and waits (bounded) for
+    /// queued events and commits to finish.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.shutting_down.store(true, Ordering::Relaxed);
+        let entries: Vec<Arc<ObjectEntry>> = self
+            .inner
+            .directory
+            .lock()
+            .expect("directory lock")
+            .values()
+            .cloned()
+            .collect();
+        for entry in &entries {
+            let mut sockets = entry.sockets.lock().expect("socket table lock");
+            for id in sockets.ids() {
+                let _ = sockets.push(id, Outbound::Close(1001, "the server is shutting down".into()));
+            }
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let busy = entries
+                .iter()
+                .any(|e| e.mailbox.capacity() < self.inner.config.mailbox_capacity);
+            if !busy || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Every batch handed to the writer before this point is committed once an empty
+        // batch queued after them completes.
+        let _ = self.inner.store.flush().await;
+    }
+}

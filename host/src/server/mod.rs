@@ -1,0 +1,302 @@
+//! The public listener: HTTP/1.1 (hyper) with WebSocket upgrades on any object route.
+//! It turns requests into WIT values for the runtime and the runtime's answers (or
+//! errors) into HTTP responses with JSON error bodies. It holds no object state.
+
+pub mod routes;
+mod ws;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Method, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+
+use crate::bindings::{Header, Request};
+use crate::config::Limits;
+use crate::object::ObjectRef;
+use crate::runtime::{Connected, EventError, Runtime};
+use routes::RouteError;
+
+/// How long a client may take to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head (request line and headers) accepted.
+const MAX_HEAD_BYTES: usize = 64 << 10;
+
+type HttpResponse = hyper::Response<Full<Bytes>>;
+
+struct Shared {
+    runtime: Runtime,
+    limits: Limits,
+}
+
+/// Serves `listener` until `stop` turns true.
+pub async fn serve(listener: TcpListener, runtime: Runtime, limits: Limits, mut stop: watch::Receiver<bool>) {
+    let shared = Arc::new(Shared { runtime, limits });
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => break,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(handle(&shared, req).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(MAX_HEAD_BYTES)
+                .serve_connection(TokioIo::new(tcp), service)
+                .with_upgrades();
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+/// A JSON error response.
+fn error(status: StatusCode, message: impl Into<String>, object: Option<&ObjectRef>) -> HttpResponse {
+    let mut body = json!({ "error": message.into() });
+    if let Some(o) = object {
+        body["object"] = json!(o.to_string());
+    }
+    let mut resp = hyper::Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn event_error(e: &EventError, object: &ObjectRef) -> HttpResponse {
+    let status = match e {
+        EventError::Trap { .. } | EventError::Storage { .. } | EventError::Activation { .. } => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        EventError::Overloaded { .. } | EventError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    error(status, e.to_string(), Some(object))
+}
+
+async fn handle(shared: &Shared, mut req: hyper::Request<Incoming>) -> HttpResponse {
+    let path = req.uri().path().to_string();
+    let route = match routes::parse(&path) {
+        Ok(r) => r,
+        Err(RouteError::Root) => return index(shared),
+        Err(RouteError::NoName(class)) => {
+            if shared.runtime.registry().class(&class).is_none() {
+                return error(StatusCode::NOT_FOUND, format!("no class named '{class}'"), None);
+            }
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("name an object: /{class}/{{name}}"),
+                None,
+            );
+        }
+        Err(RouteError::BadName(e)) => {
+            return error(StatusCode::BAD_REQUEST, format!("invalid object name: {e}"), None);
+        }
+    };
+    if shared.runtime.registry().class(route.class).is_none() {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no class named '{}'", route.class),
+            None,
+        );
+    }
+    let object = match ObjectRef::new(route.class, &route.name) {
+        Ok(o) => o,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid object name: {e}"), None),
+    };
+    let query = req.uri().query().unwrap_or("").to_string();
+    let headers = convert_headers(req.headers());
+
+    if is_upgrade(&req) {
+        return upgrade(shared, &mut req, object, route.rest, query, headers).await;
+    }
+
+    let method = req.method().to_string();
+    let body = match Limited::new(req.into_body(), shared.limits.max_body_bytes)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes().to_vec(),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "the request body is larger than {} bytes",
+                        shared.limits.max_body_bytes
+                    ),
+                    Some(&object),
+                );
+            }
+            return error(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}"), Some(&object));
+        }
+    };
+    let request = Request {
+        method,
+        path: route.rest,
+        query,
+        headers,
+        body,
+    };
+    match shared.runtime.request(&object, request).await {
+        Ok(resp) => to_http(resp, &object),
+        Err(e) => event_error(&e, &object),
+    }
+}
+
+fn index(shared: &Shared) -> HttpResponse {
+    let body = json!({
+        "service": "lodge",
+        "classes": shared.runtime.registry().names(),
+        "routes": "/{class}/{name}/...",
+    });
+    let mut resp = hyper::Response::new(Full::new(Bytes::from(body.to_string())));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn convert_headers(map: &hyper::HeaderMap) -> Vec<Header> {
+    map.iter()
+        .map(|(name, value)| Header {
+            name: name.as_str().to_string(),
+            value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        })
+        .collect()
+}
+
+fn to_http(resp: crate::bindings::Response, object: &ObjectRef) -> HttpResponse {
+    let Ok(status) = StatusCode::from_u16(resp.status) else {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the object answered with an invalid status {}", resp.status),
+            Some(object),
+        );
+    };
+    let mut out = hyper::Response::new(Full::new(Bytes::from(resp.body)));
+    *out.status_mut() = status;
+    for h in resp.headers {
+        match (
+            header::HeaderName::from_bytes(h.name.as_bytes()),
+            HeaderValue::from_str(&h.value),
+        ) {
+            (Ok(name), Ok(value)) => {
+                out.headers_mut().append(name, value);
+            }
+            _ => tracing::warn!(object = %object, header = %h.name, "dropping an invalid response header"),
+        }
+    }
+    out
+}
+
+fn header_has(req: &hyper::Request<Incoming>, name: header::HeaderName, token: &str) -> bool {
+    req.headers().get_all(name).iter().any(|v| {
+        v.to_str()
+            .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+            .unwrap_or(false)
+    })
+}
+
+fn is_upgrade(req: &hyper::Request<Incoming>) -> bool {
+    header_has(req, header::UPGRADE, "websocket")
+}
+
+async fn upgrade(
+    shared: &Shared,
+    req: &mut hyper::Request<Incoming>,
+    object: ObjectRef,
+    path: String,
+    query: String,
+    headers: Vec<Header>,
+) -> HttpResponse {
+    if req.method() != Method::GET || !header_has(req, header::CONNECTION, "upgrade") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "a WebSocket upgrade is a GET with Connection: Upgrade",
+            Some(&object),
+        );
+    }
+    if req
+        .headers()
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        let mut resp = error(
+            StatusCode::UPGRADE_REQUIRED,
+            "only WebSocket version 13 is supported",
+            Some(&object),
+        );
+        resp.headers_mut()
+            .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        return resp;
+    }
+    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the WebSocket upgrade has no Sec-WebSocket-Key",
+            Some(&object),
+        );
+    };
+    let on_upgrade = hyper::upgrade::on(&mut *req);
+    let request = Request {
+        method: "GET".into(),
+        path,
+        query,
+        headers,
+        body: Vec::new(),
+    };
+    let link = match shared.runtime.connect(&object, request).await {
+        Ok(Connected::Accepted(link)) => link,
+        Ok(Connected::Rejected(resp)) => return to_http(resp, &object),
+        Err(e) => return event_error(&e, &object),
+    };
+    let max = shared.limits.max_message_bytes;
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => ws::run(upgraded, link, max).await,
+            Err(e) => {
+                tracing::debug!(error = %e, "the client left before the upgrade completed");
+                link.closed(1006, String::new()).await;
+            }
+        }
+    });
+    let mut resp = hyper::Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let accept = derive_accept_key(key.as_bytes());
+    let h = resp.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    resp
+}

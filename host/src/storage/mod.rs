@@ -1,0 +1,412 @@
+//! Durable storage on redb: a key space per object, alarms, and the group-committing
+//! writer.
+//!
+//! Reads go straight to redb (MVCC snapshots, concurrent with the writer). Writes arrive
+//! as one [`Batch`] per event; a single writer thread drains every batch that is waiting,
+//! applies them in one redb write transaction and commits it with `Durability::Immediate`
+//! (fsync), then completes each batch's ticket. Many objects' events thus share one
+//! fsync, which is what lets durable events per second exceed fsyncs per second. Nothing
+//! here knows about WASM: callers hand over plain keys and values.
+
+mod keys;
+mod txn;
+
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc as std_mpsc;
+use std::time::Instant;
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+pub use keys::KeyRange;
+pub use txn::{EventWrites, Overlay, StorageView};
+
+use crate::object::ObjectId;
+
+/// Object keys and values: `object id ++ key -> value`.
+const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
+/// Every object that ever committed a write: `object id -> ObjectMeta (JSON)`.
+const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
+/// One alarm per object: `object id -> (due ms, retry) as 12 bytes`.
+const ALARMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("alarms");
+/// Alarms by due time: `due ms (BE) ++ object id -> ()`.
+const ALARM_INDEX: TableDefinition<&[u8], ()> = TableDefinition::new("alarm_index");
+
+/// Batches drained into one write transaction at most (bounds commit latency).
+const MAX_BATCHES_PER_COMMIT: usize = 4096;
+
+/// What went wrong in storage.
+#[derive(Debug, thiserror::Error, Clone)]
+pub enum StorageError {
+    #[error("storage engine error: {0}")]
+    Engine(String),
+    #[error("the storage writer has stopped")]
+    WriterGone,
+    #[error("cannot open the database at {path}: {reason}")]
+    Open { path: PathBuf, reason: String },
+}
+
+impl From<redb::Error> for StorageError {
+    fn from(e: redb::Error) -> Self {
+        StorageError::Engine(e.to_string())
+    }
+}
+
+macro_rules! engine_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StorageError {
+            fn from(e: $t) -> Self { StorageError::Engine(e.to_string()) }
+        }
+    )*};
+}
+engine_err!(
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError,
+    redb::CommitError
+);
+
+/// What the host remembers about an object besides its keys.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub class: String,
+    pub name: String,
+    /// Bytes of keys and values stored.
+    #[serde(default)]
+    pub usage: u64,
+}
+
+/// A pending alarm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Alarm {
+    pub object: ObjectId,
+    pub at_ms: u64,
+    pub retry: u32,
+}
+
+/// How a batch changes the object's alarm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlarmChange {
+    Set { at_ms: u64, retry: u32 },
+    Clear,
+}
+
+/// One event's writes to one object, committed atomically.
+#[derive(Debug)]
+pub struct Batch {
+    pub object: ObjectId,
+    pub class: Arc<str>,
+    pub name: Arc<str>,
+    /// Delete every key of the object before applying `writes`.
+    pub clear: bool,
+    /// Key -> new value (`None` deletes), in key order.
+    pub writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    pub alarm: Option<AlarmChange>,
+}
+
+impl Batch {
+    /// Whether committing this batch would change nothing.
+    pub fn is_empty(&self) -> bool {
+        !self.clear && self.writes.is_empty() && self.alarm.is_none()
+    }
+}
+
+/// Resolves when a batch is durable (or failed).
+pub type CommitTicket = oneshot::Receiver<Result<(), StorageError>>;
+
+/// Figures about the writer, for metrics and benchmarks.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub commits: std::sync::atomic::AtomicU64,
+    pub batches: std::sync::atomic::AtomicU64,
+}
+
+/// The database and its writer. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    writer: std_mpsc::Sender<Pending>,
+    stats: Arc<WriterStats>,
+}
+
+impl Store {
+    /// Opens (or creates) the database file `dir/lodge.redb` and starts the writer.
+    pub fn open(dir: &Path) -> Result<Store, StorageError> {
+        let path = dir.join("lodge.redb");
+        let open_err = |reason: String| StorageError::Open {
+            path: path.clone(),
+            reason,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+        let db = Database::create(&path).map_err(|e| open_err(e.to_string()))?;
+        // Create the tables up front so that readers never meet a missing table.
+        let txn = db.begin_write()?;
+        txn.open_table(DATA)?;
+        txn.open_table(OBJECTS)?;
+        txn.open_table(ALARMS)?;
+        txn.open_table(ALARM_INDEX)?;
+        txn.commit()?;
+
+        let db = Arc::new(db);
+        let stats = Arc::new(WriterStats::default());
+        let (tx, rx) = std_mpsc::channel();
+        let writer_db = db.clone();
+        let writer_stats = stats.clone();
+        std::thread::Builder::new()
+            .name("lodge-storage-writer".into())
+            .spawn(move || writer_loop(&writer_db, &rx, &writer_stats))
+            .map_err(|e| open_err(e.to_string()))?;
+        Ok(Store {
+            db,
+            writer: tx,
+            stats,
+        })
+    }
+
+    /// Queues a batch for the next group commit.
+    pub fn submit(&self, batch: Batch) -> CommitTicket {
+        self.send(Some(batch))
+    }
+
+    /// Resolves once every batch submitted before it is durable.
+    pub fn flush(&self) -> CommitTicket {
+        self.send(None)
+    }
+
+    fn send(&self, batch: Option<Batch>) -> CommitTicket {
+        let (done, ticket) = oneshot::channel();
+        if let Err(std_mpsc::SendError((_, done))) = self.writer.send((batch, done)) {
+            let _ = done.send(Err(StorageError::WriterGone));
+        }
+        ticket
+    }
+
+    /// Commit counters.
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+
+    /// Reads one committed value.
+    pub fn get(&self, object: ObjectId, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(DATA)?;
+        let value = table.get(keys::data_key(object, key).as_slice())?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    /// Committed entries of `object` in `range`, in key order or reversed, at most `limit`.
+    pub fn scan(
+        &self,
+        object: ObjectId,
+        range: &KeyRange,
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+        if range.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (lower, upper) = range.to_table_range(object);
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(DATA)?;
+        let bounds = (as_slice_bound(&lower), as_slice_bound(&upper));
+        let iter = table.range::<&[u8]>(bounds)?;
+        let mut out = Vec::new();
+        let mut push = |item: Result<(redb::AccessGuard<&[u8]>, redb::AccessGuard<&[u8]>), redb::StorageError>| -> Result<bool, StorageError> {
+            let (k, v) = item?;
+            out.push((k.value()[16..].to_vec(), v.value().to_vec()));
+            Ok(out.len() < limit)
+        };
+        if reverse {
+            for item in iter.rev() {
+                if !push(item)? {
+                    break;
+                }
+            }
+        } else {
+            for item in iter {
+                if !push(item)? {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// What the host knows about an object, if it ever stored anything.
+    pub fn object_meta(&self, object: ObjectId) -> Result<Option<ObjectMeta>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(OBJECTS)?;
+        let Some(raw) = table.get(object.0.as_slice())? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(raw.value())
+            .map(Some)
+            .map_err(|e| StorageError::Engine(format!("object record of {object}: {e}")))
+    }
+
+    /// Every object the store knows, with its metadata.
+    pub fn objects(&self) -> Result<Vec<(ObjectId, ObjectMeta)>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(OBJECTS)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (k, v) = item?;
+            let Ok(id) = <[u8; 16]>::try_from(k.value()) else {
+                continue;
+            };
+            if let Ok(meta) = serde_json::from_slice(v.value()) {
+                out.push((ObjectId(id), meta));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The object's pending alarm.
+    pub fn alarm(&self, object: ObjectId) -> Result<Option<Alarm>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ALARMS)?;
+        let value = table.get(object.0.as_slice())?;
+        Ok(value.and_then(|v| decode_alarm(object, v.value())))
+    }
+
+    /// The earliest alarms, at most `limit`, in due order.
+    pub fn next_alarms(&self, limit: usize) -> Result<Vec<Alarm>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let index = txn.open_table(ALARM_INDEX)?;
+        let alarms = txn.open_table(ALARMS)?;
+        let mut out = Vec::new();
+        for item in index.iter()? {
+            let (k, _) = item?;
+            let Some((_, object)) = keys::parse_alarm_index_key(k.value()) else {
+                continue;
+            };
+            if let Some(v) = alarms.get(object.0.as_slice())? {
+                if let Some(alarm) = decode_alarm(object, v.value()) {
+                    out.push(alarm);
+                }
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn as_slice_bound(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(k) => Bound::Included(k.as_slice()),
+        Bound::Excluded(k) => Bound::Excluded(k.as_slice()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+fn encode_alarm(at_ms: u64, retry: u32) -> [u8; 12] {
+    let mut out = [0u8; 12];
+    out[..8].copy_from_slice(&at_ms.to_be_bytes());
+    out[8..].copy_from_slice(&retry.to_be_bytes());
+    out
+}
+
+fn decode_alarm(object: ObjectId, raw: &[u8]) -> Option<Alarm> {
+    Some(Alarm {
+        object,
+        at_ms: u64::from_be_bytes(raw.get(..8)?.try_into().ok()?),
+        retry: u32::from_be_bytes(raw.get(8..12)?.try_into().ok()?),
+    })
+}
+
+/// A batch (or, with `None`, a flush marker) and where to report its commit.
+type Pending = (Option<Batch>, oneshot::Sender<Result<(), StorageError>>);
+
+fn writer_loop(db: &Database, rx: &std_mpsc::Receiver<Pending>, stats: &WriterStats) {
+    use std::sync::atomic::Ordering::Relaxed;
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_BATCHES_PER_COMMIT {
+            match rx.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let result = commit_group(db, &group);
+        stats.commits.fetch_add(1, Relaxed);
+        stats.batches.fetch_add(group.len() as u64, Relaxed);
+        tracing::trace!(batches = group.len(), elapsed = ?started.elapsed(), "group commit");
+        if let Err(e) = &result {
+            tracing::error!(error = %e, batches = group.len(), "group commit failed");
+        }
+        for (_, done) in group {
+            let _ = done.send(result.clone());
+        }
+    }
+}
+
+fn commit_group(db: &Database, group: &[Pending]) -> Result<(), StorageError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)
+        .map_err(|e| StorageError::Engine(e.to_string()))?;
+    {
+        let mut data = txn.open_table(DATA)?;
+        let mut objects = txn.open_table(OBJECTS)?;
+        let mut alarms = txn.open_table(ALARMS)?;
+        let mut index = txn.open_table(ALARM_INDEX)?;
+        for batch in group.iter().filter_map(|(b, _)| b.as_ref()) {
+            let id = batch.object;
+            let mut meta = match objects.get(id.0.as_slice())? {
+                Some(raw) => serde_json::from_slice(raw.value()).unwrap_or(ObjectMeta {
+                    class: batch.class.to_string(),
+                    name: batch.name.to_string(),
+                    usage: 0,
+                }),
+                None => ObjectMeta {
+                    class: batch.class.to_string(),
+                    name: batch.name.to_string(),
+                    usage: 0,
+                },
+            };
+            let mut usage = meta.usage as i64;
+            if batch.clear {
+                let (lo, hi) = KeyRange::new(None, None, None).to_table_range(id);
+                data.retain_in::<&[u8], _>((as_slice_bound(&lo), as_slice_bound(&hi)), |_, _| {
+                    false
+                })?;
+                usage = 0;
+            }
+            for (key, value) in &batch.writes {
+                let table_key = keys::data_key(id, key);
+                let old = match value {
+                    Some(v) => data.insert(table_key.as_slice(), v.as_slice())?,
+                    None => data.remove(table_key.as_slice())?,
+                };
+                if let Some(old) = old {
+                    usage -= (key.len() + old.value().len()) as i64;
+                }
+                if let Some(v) = value {
+                    usage += (key.len() + v.len()) as i64;
+                }
+            }
+            meta.usage = usage.max(0) as u64;
+            let encoded = serde_json::to_vec(&meta).expect("object meta serializes");
+            objects.insert(id.0.as_slice(), encoded.as_slice())?;
+
+            if let Some(change) = batch.alarm {
+                if let Some(old) = alarms.remove(id.0.as_slice())? {
+                    if let Some(old) = decode_alarm(id, old.value()) {
+                        index.remove(keys::alarm_index_key(old.at_ms, id).as_slice())?;
+                    }
+                }
+                if let AlarmChange::Set { at_ms, retry } = change {
+                    alarms.insert(id.0.as_slice(), encode_alarm(at_ms, retry).as_slice())?;
+                    index.insert(keys::alarm_index_key(at_ms, id).as_slice(), ())?;
+                }
+            }
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
