@@ -1,0 +1,751 @@
+//! The AI service and the OpenAI-compatible client against the fake provider of the
+//! end-to-end tests (`tests/support/fake_ai.rs`), one test per failure mode.
+
+#[allow(dead_code)]
+#[path = "../../../tests/support/fake_ai.rs"]
+mod fake_ai;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use self::fake_ai::{FakeAi, PARTIAL_DELTAS, closed_port_url, echo_reply};
+use super::*;
+
+const KEY: &str = "sk-test-0123456789abcdef";
+const OWNER: &str = "object-1";
+
+fn config(base_url: &str) -> AiConfig {
+    AiConfig {
+        base_url: Some(base_url.to_owned()),
+        model: "fake-model".to_owned(),
+        first_token_timeout_ms: 5_000,
+        idle_timeout_ms: 5_000,
+        ..AiConfig::default()
+    }
+}
+
+fn service(base_url: &str) -> AiService {
+    AiService::with_key(config(base_url), Some(KEY.to_owned()))
+}
+
+fn user(text: &str) -> CompletionRequest {
+    CompletionRequest {
+        messages: vec![
+            ChatMessage {
+                role: "system".into(),
+                content: "You are a test.".into(),
+            },
+            ChatMessage {
+                role: "user".into(),
+                content: text.into(),
+            },
+        ],
+        model: None,
+        temperature: None,
+        max_tokens: None,
+    }
+}
+
+/// A sink feeding a channel, like the runtime's mailbox.
+fn channel_sink() -> (impl StreamSink, mpsc::UnboundedReceiver<StreamEvent>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (move |event| tx.send(event).is_ok(), rx)
+}
+
+/// Collects a stream's deltas and its final event; checks nothing follows the final event.
+async fn collect(rx: &mut mpsc::UnboundedReceiver<StreamEvent>) -> (Vec<String>, StreamEvent) {
+    let mut deltas = Vec::new();
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await
+            .expect("the stream ended in time")
+            .expect("the stream ended with Done or Error");
+        match event {
+            StreamEvent::Delta(text) => {
+                assert!(!text.is_empty(), "empty delta");
+                deltas.push(text);
+            }
+            last => {
+                // The sink is dropped after the final event: the channel closes, empty.
+                let after = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                    .await
+                    .expect("the sink is dropped after the final event");
+                assert_eq!(after, None, "an event after the final one");
+                return (deltas, last);
+            }
+        }
+    }
+}
+
+/// Runs one stream to its end.
+async fn run(service: &AiService, request: CompletionRequest) -> (Vec<String>, StreamEvent) {
+    let (sink, mut rx) = channel_sink();
+    let handle = service.start(OWNER, request, sink).expect("stream starts");
+    let result = collect(&mut rx).await;
+    assert!(handle.is_finished());
+    assert_eq!(service.streams_in_flight(), 0);
+    result
+}
+
+/// Runs one stream that must fail; returns its message and the deltas before it.
+async fn run_error(service: &AiService, request: CompletionRequest) -> (Vec<String>, String) {
+    match run(service, request).await {
+        (deltas, StreamEvent::Error(message)) => {
+            assert!(!message.contains(KEY), "the key leaked: {message}");
+            (deltas, message)
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn streams_the_echo_reply() {
+    let fake = FakeAi::start().await;
+    let service = service(&fake.base_url());
+    let (deltas, last) = run(&service, user("Hello, wörld 👋")).await;
+    let expected = echo_reply("Hello, wörld 👋", 2);
+    assert!(deltas.len() >= 5, "several deltas: {deltas:?}");
+    assert_eq!(deltas.concat(), expected);
+    assert_eq!(last, StreamEvent::Done(expected));
+
+    let requests = fake.wait_for_requests(1).await.unwrap();
+    let request = &requests[0];
+    assert_eq!(request.method, "POST");
+    assert_eq!(request.path, "/v1/chat/completions");
+    assert_eq!(
+        request.header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+    assert_eq!(request.header("content-type"), Some("application/json"));
+    assert_eq!(
+        request.body,
+        serde_json::json!({
+            "model": "fake-model",
+            "messages": [
+                {"role": "system", "content": "You are a test."},
+                {"role": "user", "content": "Hello, wörld 👋"},
+            ],
+            "stream": true,
+            "stream_options": {"include_usage": true},
+        })
+    );
+}
+
+#[tokio::test]
+async fn sends_model_temperature_and_max_tokens() {
+    let fake = FakeAi::start().await;
+    let service = service(&format!("{}/", fake.base_url()));
+    let request = CompletionRequest {
+        model: Some("other-model".into()),
+        temperature: Some(0.2),
+        max_tokens: Some(64),
+        ..user("hi")
+    };
+    let (_, last) = run(&service, request).await;
+    assert_eq!(last, StreamEvent::Done(echo_reply("hi", 2)));
+    let body = &fake.requests()[0].body;
+    assert_eq!(body["model"], "other-model");
+    assert_eq!(body["temperature"], 0.2);
+    assert_eq!(body["max_tokens"], 64);
+}
+
+#[tokio::test]
+async fn slow_stream() {
+    let fake = FakeAi::start().await;
+    let service = service(&fake.base_url());
+    let started = tokio::time::Instant::now();
+    let (deltas, last) = run(&service, user("[[slow]] take your time")).await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    let expected = echo_reply("[[slow]] take your time", 2);
+    assert_eq!(deltas.concat(), expected);
+    assert_eq!(last, StreamEvent::Done(expected));
+}
+
+#[tokio::test]
+async fn no_key_means_no_authorization_header() {
+    let fake = FakeAi::start().await;
+    let service = AiService::with_key(config(&fake.base_url()), None);
+    let (_, last) = run(&service, user("hi")).await;
+    assert!(matches!(last, StreamEvent::Done(_)));
+    assert_eq!(fake.requests()[0].header("authorization"), None);
+}
+
+#[tokio::test]
+async fn wrong_key_is_rejected_without_showing_it() {
+    let fake = FakeAi::start().await;
+    fake.require_key(Some("sk-the-right-one".into()));
+    // The fake echoes the wrong key in its message, as some providers do.
+    let (_, message) = run_error(&service(&fake.base_url()), user("hi")).await;
+    assert!(
+        message.starts_with("the AI provider rejected the API key (401): set a valid key in the environment variable LODGE_AI_API_KEY"),
+        "{message}"
+    );
+    assert!(message.contains("[redacted]"), "{message}");
+
+    let keyless = AiService::with_key(config(&fake.base_url()), None);
+    let (_, message) = run_error(&keyless, user("hi")).await;
+    assert!(
+        message.contains("(401)") && message.contains("none is configured"),
+        "{message}"
+    );
+
+    let right = AiService::with_key(config(&fake.base_url()), Some("sk-the-right-one".into()));
+    assert!(matches!(
+        run(&right, user("hi")).await.1,
+        StreamEvent::Done(_)
+    ));
+}
+
+#[tokio::test]
+async fn status_401() {
+    let fake = FakeAi::start().await;
+    let (deltas, message) = run_error(&service(&fake.base_url()), user("[[401]]")).await;
+    assert!(deltas.is_empty());
+    assert!(
+        message.starts_with("the AI provider rejected the API key (401): set"),
+        "{message}"
+    );
+    assert!(message.contains("Incorrect API key provided"), "{message}");
+}
+
+#[tokio::test]
+async fn status_404_model() {
+    let fake = FakeAi::start().await;
+    let (_, message) = run_error(&service(&fake.base_url()), user("[[404]]")).await;
+    assert!(message.contains("404"), "{message}");
+    assert!(message.contains("\"fake-model\""), "{message}");
+    assert!(message.contains("does not exist"), "{message}");
+}
+
+#[tokio::test]
+async fn status_404_wrong_base_url() {
+    let fake = FakeAi::start().await;
+    let base = fake.base_url().replace("/v1", "/api");
+    let (_, message) = run_error(&service(&base), user("hi")).await;
+    assert!(
+        message.contains("404") && message.contains("base_url"),
+        "{message}"
+    );
+    assert!(
+        message.contains("Invalid URL (POST /api/chat/completions)"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn status_429() {
+    let fake = FakeAi::start().await;
+    let (_, message) = run_error(&service(&fake.base_url()), user("[[429]]")).await;
+    assert!(
+        message.starts_with("rate limited by the AI provider (429)"),
+        "{message}"
+    );
+    assert!(
+        message.contains("wait 1 s") && message.contains("Rate limit reached"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn status_500() {
+    let fake = FakeAi::start().await;
+    let (_, message) = run_error(&service(&fake.base_url()), user("[[500]]")).await;
+    assert_eq!(
+        message,
+        "the AI provider failed with 500 Internal Server Error; the provider said: The server \
+         had an error while processing your request. Sorry about that!"
+    );
+}
+
+#[tokio::test]
+async fn malformed_chunk() {
+    let fake = FakeAi::start().await;
+    let (deltas, message) = run_error(&service(&fake.base_url()), user("[[malformed]]")).await;
+    assert_eq!(deltas, [PARTIAL_DELTAS[0]]);
+    assert!(
+        message.starts_with("the AI provider sent a malformed stream chunk"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn dropped_connection() {
+    let fake = FakeAi::start().await;
+    let (deltas, message) = run_error(&service(&fake.base_url()), user("[[drop]]")).await;
+    assert_eq!(deltas.concat(), PARTIAL_DELTAS.concat());
+    assert!(
+        message.starts_with("the AI provider closed the stream midway"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn stream_ends_without_done() {
+    let fake = FakeAi::start().await;
+    let (deltas, message) = run_error(&service(&fake.base_url()), user("[[truncate]]")).await;
+    assert_eq!(deltas.concat(), PARTIAL_DELTAS.concat());
+    assert!(
+        message.starts_with("the AI provider closed the stream midway (it ended without [DONE])"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn error_chunk() {
+    let fake = FakeAi::start().await;
+    let (deltas, message) = run_error(&service(&fake.base_url()), user("[[error-chunk]]")).await;
+    assert_eq!(deltas, [PARTIAL_DELTAS[0]]);
+    assert_eq!(
+        message,
+        "the AI provider reported an error mid-stream: The model is overloaded. Please try \
+         again later."
+    );
+}
+
+#[tokio::test]
+async fn first_token_timeout() {
+    let fake = FakeAi::start().await;
+    let service = AiService::with_key(
+        AiConfig {
+            first_token_timeout_ms: 300,
+            ..config(&fake.base_url())
+        },
+        None,
+    );
+    let started = tokio::time::Instant::now();
+    let (deltas, message) = run_error(&service, user("[[stall]]")).await;
+    let elapsed = started.elapsed();
+    assert!(deltas.is_empty());
+    assert!(elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(5));
+    assert!(
+        message.contains("sent no reply within 300 ms (`[ai] first_token_timeout_ms`)"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn idle_timeout() {
+    let fake = FakeAi::start().await;
+    let service = AiService::with_key(
+        AiConfig {
+            idle_timeout_ms: 300,
+            ..config(&fake.base_url())
+        },
+        None,
+    );
+    let (deltas, message) = run_error(&service, user("[[idle]]")).await;
+    assert_eq!(deltas.concat(), PARTIAL_DELTAS.concat());
+    assert!(
+        message.contains("stopped sending mid-reply: nothing for 300 ms"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn connection_refused() {
+    let base = closed_port_url();
+    let (_, message) = run_error(&service(&base), user("hi")).await;
+    assert_eq!(
+        message,
+        format!(
+            "could not connect to the AI provider at {base}: connection refused — is it running?"
+        )
+    );
+}
+
+/// The rustls path: `https://` to a server that speaks plain HTTP fails its handshake.
+#[tokio::test]
+async fn tls_handshake_failure() {
+    let fake = FakeAi::start().await;
+    let base = fake.base_url().replace("http://", "https://");
+    let (_, message) = run_error(&service(&base), user("hi")).await;
+    assert!(
+        message.starts_with(&format!("could not connect to the AI provider at {base}: ")),
+        "{message}"
+    );
+    assert!(message.contains("base_url"), "{message}");
+}
+
+#[tokio::test]
+async fn whole_json_answer_is_accepted() {
+    let fake = FakeAi::start().await;
+    let (deltas, last) = run(&service(&fake.base_url()), user("[[json]]")).await;
+    let expected = echo_reply("[[json]]", 2);
+    assert_eq!(deltas, std::slice::from_ref(&expected));
+    assert_eq!(last, StreamEvent::Done(expected));
+}
+
+#[tokio::test]
+async fn html_page_is_explained() {
+    let fake = FakeAi::start().await;
+    let (_, message) = run_error(&service(&fake.base_url()), user("[[html]]")).await;
+    assert!(
+        message.contains("HTML page") && message.contains("base_url"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn unconfigured_and_invalid() {
+    let service = AiService::with_key(AiConfig::default(), Some(KEY.into()));
+    assert!(!service.is_configured());
+    let Err(StartError::Unavailable(message)) = service.start(OWNER, user("hi"), |_| true) else {
+        panic!("unconfigured service started a stream");
+    };
+    for needle in ["base_url", "model", "api_key_env", "[ai]"] {
+        assert!(message.contains(needle), "{message}");
+    }
+
+    let service = AiService::with_key(config("ftp://example/v1"), None);
+    assert!(!service.is_configured());
+    assert!(matches!(
+        service.start(OWNER, user("hi"), |_| true),
+        Err(StartError::Unavailable(m)) if m.contains("http://")
+    ));
+
+    let service = AiService::with_key(config(&closed_port_url()), None);
+    assert!(service.is_configured());
+    let empty = CompletionRequest {
+        messages: vec![],
+        ..user("hi")
+    };
+    assert!(matches!(
+        service.start(OWNER, empty, |_| true),
+        Err(StartError::Invalid(_))
+    ));
+    let nan = CompletionRequest {
+        temperature: Some(f32::NAN),
+        ..user("hi")
+    };
+    assert!(matches!(
+        service.start(OWNER, nan, |_| true),
+        Err(StartError::Invalid(_))
+    ));
+    assert_eq!(service.streams_in_flight(), 0);
+
+    let off = AiService::with_key(
+        AiConfig {
+            max_streams: 0,
+            ..config(&closed_port_url())
+        },
+        None,
+    );
+    assert!(matches!(
+        off.start(OWNER, user("hi"), |_| true),
+        Err(StartError::Unavailable(m)) if m.contains("switched off")
+    ));
+}
+
+#[test]
+fn start_outside_a_runtime_is_refused() {
+    let service = AiService::with_key(config("http://127.0.0.1:9/v1"), None);
+    assert!(matches!(
+        service.start(OWNER, user("hi"), |_| true),
+        Err(StartError::Unavailable(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_per_object_and_per_host() {
+    let fake = FakeAi::start().await;
+    let service = AiService::with_key(
+        AiConfig {
+            max_streams: 3,
+            max_streams_per_object: 2,
+            ..config(&fake.base_url())
+        },
+        None,
+    );
+    let start = |owner: &str| service.start(owner, user("[[stall]]"), |_| true);
+    let a1 = start("a").unwrap();
+    let a2 = start("a").unwrap();
+    assert!(matches!(start("a"), Err(StartError::Busy(m)) if m.contains("max_streams_per_object")));
+    let b1 = start("b").unwrap();
+    assert!(matches!(start("c"), Err(StartError::Busy(m)) if m.contains("`[ai] max_streams`")));
+    assert_eq!(service.streams_in_flight(), 3);
+    assert_eq!(service.streams_in_flight_for("a"), 2);
+    assert_eq!(service.streams_in_flight_for("c"), 0);
+
+    // Ids are unique and increasing.
+    assert!(a1.id() >= 1 && a1.id() < a2.id() && a2.id() < b1.id());
+
+    // Cancelling frees the slot at once.
+    a1.cancel();
+    assert!(a1.is_finished());
+    assert_eq!(service.streams_in_flight_for("a"), 1);
+    let c1 = start("c").unwrap();
+    assert!(matches!(start("a"), Err(StartError::Busy(_))));
+
+    // By id: only the owner can cancel.
+    assert!(!service.cancel("a", b1.id()));
+    assert!(service.cancel("b", b1.id()));
+    assert!(!service.cancel("b", b1.id()));
+    assert!(b1.is_finished());
+    assert_eq!(service.cancel_all("a"), 1);
+    assert!(a2.is_finished());
+    c1.cancel();
+    c1.cancel();
+    assert_eq!(service.streams_in_flight(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_delivery() {
+    let fake = FakeAi::start().await;
+    let service = service(&fake.base_url());
+    let (sink, mut rx) = channel_sink();
+    let handle = service
+        .start(OWNER, user("[[slow]] a long answer"), sink)
+        .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap();
+    assert!(matches!(first, Some(StreamEvent::Delta(_))));
+    handle.cancel();
+    assert!(handle.is_finished());
+    assert_eq!(service.streams_in_flight(), 0);
+    // The sink is dropped: the channel closes with nothing more in it.
+    let rest = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap();
+    assert_eq!(rest, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_from_inside_the_sink() {
+    let fake = FakeAi::start().await;
+    let service = service(&fake.base_url());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let handle_slot: Arc<Mutex<Option<u64>>> = Arc::new(Mutex::new(None));
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<()>();
+    let sink = {
+        let seen = Arc::clone(&seen);
+        let service = service.clone();
+        let handle_slot = Arc::clone(&handle_slot);
+        move |event: StreamEvent| {
+            seen.lock().unwrap().push(event);
+            if let Some(id) = *handle_slot.lock().unwrap() {
+                assert!(service.cancel(OWNER, id));
+                let _ = done_tx.send(());
+            }
+            true
+        }
+    };
+    let handle = service.start(OWNER, user("[[slow]] hi"), sink).unwrap();
+    *handle_slot.lock().unwrap() = Some(handle.id());
+    tokio::time::timeout(Duration::from_secs(10), done_rx.recv())
+        .await
+        .unwrap();
+    // The sink was dropped after its `deliver` returned: the channel closes.
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(5), done_rx.recv())
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(handle.is_finished());
+    assert_eq!(service.streams_in_flight(), 0);
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.iter().all(|e| matches!(e, StreamEvent::Delta(_))),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_that_stops_listening_stops_the_stream() {
+    let fake = FakeAi::start().await;
+    let service = service(&fake.base_url());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut count = 0;
+    let handle = service
+        .start(OWNER, user("[[slow]] hi"), move |event| {
+            count += 1;
+            let _ = tx.send(event);
+            count < 2
+        })
+        .unwrap();
+    let mut events = Vec::new();
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+    {
+        events.push(event);
+    }
+    assert_eq!(events.len(), 2);
+    assert!(handle.is_finished());
+    assert_eq!(service.streams_in_flight(), 0);
+}
+
+#[tokio::test]
+async fn the_slot_is_free_when_the_final_event_arrives() {
+    let fake = FakeAi::start().await;
+    let service = AiService::with_key(
+        AiConfig {
+            max_streams_per_object: 1,
+            ..config(&fake.base_url())
+        },
+        None,
+    );
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let probe = service.clone();
+    service
+        .start(OWNER, user("hi"), move |event| {
+            if !matches!(event, StreamEvent::Delta(_)) {
+                // A guest reacting to Done by starting another stream is not refused.
+                let again = probe.start(OWNER, user("again"), |_| true);
+                let _ = tx.send(again.map(|h| h.id()));
+            }
+            true
+        })
+        .unwrap();
+    let again = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(again.is_ok(), "{again:?}");
+    fake.wait_for_requests(2).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_run_concurrently() {
+    let fake = FakeAi::start().await;
+    let service = service(&fake.base_url());
+    let mut receivers = Vec::new();
+    for i in 0..8 {
+        let (sink, rx) = channel_sink();
+        service
+            .start(
+                &format!("object-{i}"),
+                user(&format!("[[slow]] number {i}")),
+                sink,
+            )
+            .unwrap();
+        receivers.push((i, rx));
+    }
+    let started = tokio::time::Instant::now();
+    for (i, mut rx) in receivers {
+        let (_, last) = collect(&mut rx).await;
+        assert_eq!(
+            last,
+            StreamEvent::Done(echo_reply(&format!("[[slow]] number {i}"), 2))
+        );
+    }
+    // Eight slow streams of ~1 s each, run side by side.
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(service.streams_in_flight(), 0);
+}
+
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every log line, at every level and from every crate (reqwest and hyper included), is
+/// free of the key, and the stream's lines carry the owner.
+///
+/// tracing caches per call site whether anyone listens, which a subscriber installed for one
+/// test races with the tests on other threads; so the check runs in a child process that
+/// runs only `key_log_child`, with a global subscriber.
+#[test]
+fn the_key_never_reaches_the_logs() {
+    let path = module_path!();
+    let test = format!(
+        "{}::key_log_child",
+        path.split_once("::").map_or(path, |(_, rest)| rest)
+    );
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test.as_str(), "--exact", "--nocapture", "--test-threads=1"])
+        .env(KEY_LOG_CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "the child failed:\n{stdout}\n{stderr}"
+    );
+}
+
+const KEY_LOG_CHILD: &str = "LODGE_AI_KEY_LOG_CHILD";
+
+#[tokio::test]
+async fn key_log_child() {
+    if std::env::var_os(KEY_LOG_CHILD).is_none() {
+        return; // only meaningful alone in its process, see the_key_never_reaches_the_logs
+    }
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+
+    let fake = FakeAi::start().await;
+    fake.require_key(Some("sk-the-right-one".into()));
+    let service = service(&fake.base_url());
+    let (_, message) = run_error(&service, user("hi")).await;
+    assert!(message.contains("(401)"));
+    let right = AiService::with_key(config(&fake.base_url()), Some("sk-the-right-one".into()));
+    assert!(matches!(
+        run(&right, user("hi")).await.1,
+        StreamEvent::Done(_)
+    ));
+    let closed = AiService::with_key(config(&closed_port_url()), Some(KEY.into()));
+    run_error(&closed, user("hi")).await;
+
+    let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    assert!(
+        logs.contains(&format!("ai_stream{{owner={OWNER}")),
+        "{logs}"
+    );
+    assert!(logs.contains("AI stream done"), "{logs}");
+    assert!(logs.contains("AI stream failed"), "{logs}");
+    assert!(logs.contains("hyper"), "{logs}");
+    assert!(!logs.contains(KEY), "{logs}");
+    assert!(!logs.contains("sk-the-right-one"), "{logs}");
+}
+
+#[test]
+fn config_defaults_and_unknown_keys() {
+    let config: AiConfig = serde_json::from_str("{}").unwrap();
+    assert_eq!(config, AiConfig::default());
+    assert_eq!(config.base_url, None);
+    assert_eq!(config.api_key_env, "LODGE_AI_API_KEY");
+    assert_eq!(config.model, "gpt-4o-mini");
+    assert_eq!(config.first_token_timeout_ms, 30_000);
+    assert_eq!(config.idle_timeout_ms, 60_000);
+    assert_eq!(config.max_streams, 64);
+    assert_eq!(config.max_streams_per_object, 4);
+    let config: AiConfig =
+        serde_json::from_str(r#"{"base_url":"http://127.0.0.1:11434/v1","model":"llama3.2"}"#)
+            .unwrap();
+    assert_eq!(
+        config.base_url.as_deref(),
+        Some("http://127.0.0.1:11434/v1")
+    );
+    assert_eq!(config.max_streams, 64);
+    assert!(serde_json::from_str::<AiConfig>(r#"{"api_key":"sk-x"}"#).is_err());
+}
+
+#[test]
+fn the_key_comes_from_the_named_variable() {
+    let config = AiConfig {
+        api_key_env: "LODGE_AI_TEST_KEY_THAT_IS_NOT_SET".into(),
+        ..config("http://127.0.0.1:9/v1")
+    };
+    let service = AiService::new(config);
+    assert!(service.is_configured());
+    assert!(!format!("{service:?}").contains("sk-"));
+}
