@@ -93,8 +93,10 @@ pub struct Move {
     pub at: u64,
 }
 
-/// One game of the room (a rematch starts a new one).
+/// One game of the room (a rematch starts a new one). Fields missing from a stored value
+/// (written by an older version) take their defaults.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Game {
     pub board: Board,
     pub status: Status,
@@ -144,8 +146,10 @@ pub struct Seat {
     pub joined_at: u64,
 }
 
-/// Everything a room remembers, stored whole under the `room` key.
+/// Everything a room remembers, stored whole under the `room` key. Fields missing from a
+/// stored value (written by an older version) take their defaults.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Room {
     /// Slot 0 (first joiner) and slot 1 (second joiner).
     pub seats: [Option<Seat>; 2],
@@ -871,5 +875,10 @@ mod tests {
         let text = serde_json::to_string(&r).unwrap();
         let back: Room = serde_json::from_str(&text).unwrap();
         assert_eq!(back, r);
+        // Older or partial values still load.
+        let partial: Room =
+            serde_json::from_str(r#"{"game_no":3,"game":{"status":"draw"}}"#).unwrap();
+        assert_eq!(partial.game_no, 3);
+        assert_eq!(partial.game.status, Status::Draw);
     }
 }
