@@ -1,1 +1,557 @@
+//! Support for lodge's end-to-end tests: the real `lodge` binary on loopback with a
+//! temporary data dir, the shipped guests built for `wasm32-wasip2`, and small HTTP and
+//! WebSocket clients that wait on events (a frame, a log line, a response) with
+//! deadlines instead of sleeping.
 
+pub mod fake_ai;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long any single wait in a test may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Builds the guests (once per test binary) and returns the path of `name.wasm`.
+pub fn guest(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let root = repo_root();
+    let result = BUILT.get_or_init(|| {
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"])
+            .current_dir(root.join("guests"))
+            // The outer cargo's settings are for the host build, not this one.
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .status()
+            .map_err(|e| format!("cannot run cargo to build the guests: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("building the guests failed: {status}"))
+        }
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    root.join("guests/target/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"))
+}
+
+/// How to configure a host before starting it.
+#[derive(Clone)]
+pub struct HostConfig {
+    classes: Vec<(String, PathBuf, Vec<(String, String)>)>,
+    extra: Vec<String>,
+    data_dir: Option<PathBuf>,
+    env: Vec<(String, String)>,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HostConfig {
+    /// A host with no classes yet.
+    pub fn new() -> HostConfig {
+        HostConfig {
+            classes: Vec::new(),
+            extra: Vec::new(),
+            data_dir: None,
+            env: Vec::new(),
+        }
+    }
+
+    /// Serves the guest `guest` as class `class`.
+    pub fn class(mut self, class: &str, guest_name: &str) -> HostConfig {
+        self.classes
+            .push((class.into(), guest(guest_name), Vec::new()));
+        self
+    }
+
+    /// Serves an arbitrary component file as class `class`.
+    pub fn class_file(mut self, class: &str, path: PathBuf) -> HostConfig {
+        self.classes.push((class.into(), path, Vec::new()));
+        self
+    }
+
+    /// A class setting (a TOML value, e.g. `"2000"` or `"\"text\""`).
+    pub fn setting(mut self, class: &str, key: &str, toml_value: &str) -> HostConfig {
+        let entry = self
+            .classes
+            .iter_mut()
+            .find(|(c, _, _)| c == class)
+            .expect("add the class before its settings");
+        entry.2.push((key.into(), toml_value.into()));
+        self
+    }
+
+    /// A raw TOML line in a section, e.g. `("runtime", "idle_timeout_ms = 200")`.
+    pub fn toml(mut self, section: &str, line: &str) -> HostConfig {
+        self.extra.push(format!("[{section}]\n{line}\n"));
+        self
+    }
+
+    /// An environment variable for the host process.
+    pub fn env(mut self, key: &str, value: &str) -> HostConfig {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    fn render(&self, data_dir: &Path) -> String {
+        let mut sections: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for block in &self.extra {
+            let (head, body) = block.split_once('\n').unwrap_or((block, ""));
+            sections
+                .entry(head.to_string())
+                .or_default()
+                .push(body.trim_end().to_string());
+        }
+        let mut out = format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n",
+            data_dir.display().to_string()
+        );
+        for (head, lines) in sections {
+            out.push_str(&format!("{head}\n{}\n", lines.join("\n")));
+        }
+        for (class, path, settings) in &self.classes {
+            out.push_str(&format!(
+                "[classes.{class}]\ncomponent = {:?}\n",
+                path.display().to_string()
+            ));
+            if !settings.is_empty() {
+                out.push_str(&format!("[classes.{class}.settings]\n"));
+                for (k, v) in settings {
+                    out.push_str(&format!("{k} = {v}\n"));
+                }
+            }
+        }
+        out
+    }
+
+    /// Starts a `lodge` process with this config.
+    pub async fn start(self) -> Result<Host> {
+        let dir = tempfile::tempdir().context("temp dir")?;
+        let data_dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().join("data"));
+        let mut host = Host {
+            config: self,
+            dir,
+            data_dir,
+            child: None,
+            addr: "127.0.0.1:0".parse().expect("addr"),
+            log: Arc::new(LogLines::default()),
+        };
+        host.spawn().await?;
+        Ok(host)
+    }
+}
+
+/// Lines a host printed to stderr, and a way to wait for one.
+#[derive(Default)]
+pub struct LogLines {
+    lines: Mutex<Vec<String>>,
+    changed: Notify,
+}
+
+impl LogLines {
+    fn push(&self, line: String) {
+        self.lines.lock().expect("log lock").push(line);
+        self.changed.notify_waiters();
+    }
+
+    /// Every line so far.
+    pub fn all(&self) -> Vec<String> {
+        self.lines.lock().expect("log lock").clone()
+    }
+
+    /// Waits until `count` lines contain every one of `needles`.
+    pub async fn wait_for(&self, needles: &[&str], count: usize) -> Result<Vec<String>> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let notified = self.changed.notified();
+            let hits: Vec<String> = self
+                .all()
+                .into_iter()
+                .filter(|l| needles.iter().all(|n| l.contains(n)))
+                .collect();
+            if hits.len() >= count {
+                return Ok(hits);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                bail!("no {count} log lines with {needles:?} within {WAIT:?}");
+            }
+        }
+    }
+}
+
+/// A running `lodge` process.
+pub struct Host {
+    config: HostConfig,
+    dir: tempfile::TempDir,
+    data_dir: PathBuf,
+    child: Option<Child>,
+    /// The public listener.
+    pub addr: SocketAddr,
+    /// The process's log lines (of its current run).
+    pub log: Arc<LogLines>,
+}
+
+/// The `lodge` binary cargo built for these tests.
+pub fn lodge_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("LODGE_BIN") {
+        return PathBuf::from(p);
+    }
+    // Tests run from target/<profile>/deps; the binary is one level up.
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("lodge"))
+        .expect("the lodge binary next to the tests")
+}
+
+impl Host {
+    async fn spawn(&mut self) -> Result<()> {
+        let config_path = self.dir.path().join("lodge.toml");
+        std::fs::write(&config_path, self.config.render(&self.data_dir))?;
+        let mut cmd = Command::new(lodge_bin());
+        cmd.args(["serve", "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", "info,lodge=debug")
+            .env("NO_COLOR", "1")
+            .env_remove("LODGE_AI_API_KEY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &self.config.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", lodge_bin().display()))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(LogLines::default());
+        self.log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("LODGE_TEST_ECHO").is_some() {
+                    eprintln!("[lodge] {line}");
+                }
+                log.push(line);
+            }
+        });
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("lodge listening on http://") {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr.trim().to_string());
+                    }
+                }
+            }
+        });
+        self.child = Some(child);
+        let addr = tokio::time::timeout(WAIT, rx)
+            .await
+            .map_err(|_| anyhow!("the host did not start within {WAIT:?}: {:?}", self.log.all()))?
+            .map_err(|_| anyhow!("the host exited at start: {}", self.log.all().join("\n")))?;
+        self.addr = addr.parse()?;
+        Ok(())
+    }
+
+    /// `http://ADDR{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// `ws://ADDR{path}`.
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// The data dir (kept across restarts).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Kills the process with SIGKILL: no shutdown, no flush.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+        let mut child = self.child.take().ok_or_else(|| anyhow!("not running"))?;
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        Ok(child.wait()?)
+    }
+
+    /// Starts the process again on the same data dir (a new port).
+    pub async fn restart(&mut self) -> Result<()> {
+        self.kill();
+        self.spawn().await
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let lines = self.log.all();
+            let tail = lines.len().saturating_sub(60);
+            eprintln!("--- last host log lines ---\n{}", lines[tail..].join("\n"));
+        }
+        self.kill();
+    }
+}
+
+/// An HTTP response as tests look at it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    pub content_type: String,
+}
+
+impl Reply {
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+fn client() -> &'static reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .no_proxy()
+            .timeout(WAIT)
+            .build()
+            .expect("http client")
+    })
+}
+
+/// Sends a request and reads the whole response.
+pub async fn http(method: &str, url: &str, body: &str) -> Result<Reply> {
+    let method = reqwest::Method::from_bytes(method.as_bytes())?;
+    let resp = client()
+        .request(method, url)
+        .body(body.to_string())
+        .send()
+        .await
+        .with_context(|| format!("request to {url}"))?;
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = resp.text().await?;
+    Ok(Reply {
+        status,
+        body,
+        content_type,
+    })
+}
+
+/// `GET url`.
+pub async fn get(url: &str) -> Result<Reply> {
+    http("GET", url, "").await
+}
+
+/// `POST url`.
+pub async fn post(url: &str, body: &str) -> Result<Reply> {
+    http("POST", url, body).await
+}
+
+/// A WebSocket client.
+pub struct Ws {
+    inner: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// How a WebSocket ended.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Closed {
+    pub code: u16,
+    pub reason: String,
+}
+
+impl Ws {
+    /// Connects, failing if the upgrade is refused.
+    pub async fn connect(url: &str) -> Result<Ws> {
+        let (inner, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .map_err(|_| anyhow!("connecting {url} timed out"))?
+            .with_context(|| format!("connecting {url}"))?;
+        Ok(Ws { inner })
+    }
+
+    /// Connects and expects a refusal; returns the HTTP status and body.
+    pub async fn connect_refused(url: &str) -> Result<(u16, String)> {
+        match tokio_tungstenite::connect_async(url).await {
+            Ok(_) => bail!("{url} accepted the upgrade"),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                let body = resp
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                Ok((resp.status().as_u16(), body))
+            }
+            Err(e) => bail!("{url}: {e}"),
+        }
+    }
+
+    /// Sends a text frame.
+    pub async fn send(&mut self, text: &str) -> Result<()> {
+        self.inner.send(Message::text(text)).await?;
+        Ok(())
+    }
+
+    /// Sends a JSON value as a text frame.
+    pub async fn send_json(&mut self, value: &Value) -> Result<()> {
+        self.send(&value.to_string()).await
+    }
+
+    /// Sends a raw message.
+    pub async fn send_message(&mut self, msg: Message) -> Result<()> {
+        self.inner.send(msg).await?;
+        Ok(())
+    }
+
+    /// The next text or binary frame (as text), skipping pings and pongs.
+    pub async fn recv(&mut self) -> Result<String> {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.inner.next())
+                .await
+                .map_err(|_| anyhow!("no frame within {WAIT:?}"))?
+                .ok_or_else(|| anyhow!("the socket ended"))??;
+            match msg {
+                Message::Text(t) => return Ok(t.as_str().to_string()),
+                Message::Binary(b) => return Ok(String::from_utf8_lossy(&b).into_owned()),
+                Message::Close(f) => bail!("the socket closed: {f:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// The next frame parsed as JSON.
+    pub async fn recv_json(&mut self) -> Result<Value> {
+        let text = self.recv().await?;
+        serde_json::from_str(&text).with_context(|| format!("frame is not JSON: {text}"))
+    }
+
+    /// Frames until one whose `type` is `kind`; returns it.
+    pub async fn recv_type(&mut self, kind: &str) -> Result<Value> {
+        loop {
+            let v = self.recv_json().await?;
+            if v["type"] == kind {
+                return Ok(v);
+            }
+        }
+    }
+
+    /// Waits for the server to close the socket; returns its close code and reason.
+    pub async fn closed(&mut self) -> Result<Closed> {
+        loop {
+            let next = tokio::time::timeout(WAIT, self.inner.next())
+                .await
+                .map_err(|_| anyhow!("the socket did not close within {WAIT:?}"))?;
+            match next {
+                Some(Ok(Message::Close(Some(f)))) => {
+                    return Ok(Closed {
+                        code: u16::from(f.code),
+                        reason: f.reason.as_str().to_string(),
+                    });
+                }
+                Some(Ok(Message::Close(None))) => {
+                    return Ok(Closed {
+                        code: 1005,
+                        reason: String::new(),
+                    });
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => bail!("the socket failed before a close frame: {e}"),
+                None => bail!("the socket ended without a close frame"),
+            }
+        }
+    }
+
+    /// Closes from the client side with a code and waits for the server's answer.
+    pub async fn close(mut self, code: u16) -> Result<()> {
+        use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+        self.inner
+            .close(Some(CloseFrame {
+                code: code.into(),
+                reason: "bye".into(),
+            }))
+            .await?;
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(WAIT, self.inner.next()).await {}
+        Ok(())
+    }
+}
+
+/// Polls `check` until it returns `Some`, for state only observable by asking (an HTTP
+/// endpoint). Fails after [`WAIT`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("{what}: not within {WAIT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sends raw bytes as a request (for paths a normal client would clean up) and returns
+/// the raw response text, read until the server closes or [`WAIT`] passes.
+pub async fn raw_http(addr: SocketAddr, request: &[u8]) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = TcpStream::connect(addr).await?;
+    tcp.write_all(request).await?;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut out)).await;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}

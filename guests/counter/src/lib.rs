@@ -1,7 +1,7 @@
 //! `counter`: the host's test class. A durable counter over HTTP and WebSocket, with
 //! hooks that let end-to-end tests observe activations, closes and traps.
 
-use lodge_sdk::{Connect, Message, Object, Request, Response, Socket, sockets, storage};
+use lodge_sdk::{Connect, Message, Object, Request, Response, Socket, alarms, sockets, storage};
 use serde_json::json;
 
 /// The counter object. It keeps nothing in memory: every event reads storage.
@@ -56,6 +56,34 @@ impl Object for Counter {
                 // The write must be rolled back with the trap.
                 storage::put("count", &-1_000_000i64).unwrap();
                 panic!("trap requested");
+            }
+            ("PUT", "/alarm") => {
+                // `at` (absolute ms) or `in` (ms from now); `fail` = attempts to trap.
+                let at = match (req.query_param("at"), req.query_param("in")) {
+                    (Some(at), _) => at.parse().unwrap_or(0),
+                    (None, Some(delay)) => lodge_sdk::now_ms() + delay.parse::<u64>().unwrap_or(0),
+                    (None, None) => return Response::error(400, "give at= or in="),
+                };
+                let fail: u32 = req.query_param("fail").and_then(|f| f.parse().ok()).unwrap_or(0);
+                storage::put("alarm_fail", &fail).unwrap();
+                alarms::set_at(at);
+                Response::json(200, &json!({ "alarm": at }))
+            }
+            ("DELETE", "/alarm") => {
+                alarms::delete();
+                Response::json(200, &json!({ "alarm": null }))
+            }
+            ("GET", "/alarm") => {
+                let fired: Vec<(String, serde_json::Value)> = storage::list("fired:", None, false).unwrap();
+                let fired: Vec<serde_json::Value> = fired.into_iter().map(|(_, v)| v).collect();
+                Response::json(200, &json!({ "alarm": alarms::get(), "fired": fired }))
+            }
+            ("POST", "/slow") => {
+                // Holds the object busy: events queued behind it must wait their turn.
+                let ms: u64 = req.query_param("ms").and_then(|m| m.parse().ok()).unwrap_or(100);
+                let until = lodge_sdk::now_ms() + ms;
+                while lodge_sdk::now_ms() < until {}
+                Response::json(200, &json!({ "count": bump("count", 1) }))
             }
             ("GET", "/sockets") => Response::json(200, &sockets::all().len()),
             ("GET", "/whoami") => Response::json(
@@ -117,6 +145,21 @@ impl Object for Counter {
                 let _ = socket.send_json(&json!({ "type": "error", "error": format!("unknown command {cmd}") }));
             }
         }
+    }
+
+    fn on_alarm(&mut self, retry: u32) {
+        let fail: u32 = storage::get("alarm_fail").unwrap().unwrap_or(0);
+        let n = bump("fired_count", 1);
+        storage::put(
+            &format!("fired:{n:06}"),
+            &json!({ "retry": retry, "at": lodge_sdk::now_ms(), "sockets": sockets::all().len() }),
+        )
+        .unwrap();
+        if retry < fail {
+            panic!("alarm attempt {retry} fails on purpose");
+        }
+        // Tell connected sockets, so a test can wait on the frame.
+        sockets::broadcast_json(&json!({ "type": "alarm", "retry": retry }), &[]);
     }
 
     fn on_close(&mut self, socket: Socket, code: u16, _reason: String) {
