@@ -268,6 +268,23 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_config_file_parses_and_matches_the_defaults() {
+        let c = Config::parse(include_str!("../../lodge.toml")).unwrap();
+        c.validate("lodge.toml").unwrap();
+        let d = Config::default();
+        assert_eq!(c.listen, d.listen);
+        assert_eq!(c.limits, d.limits);
+        assert_eq!(c.ai, d.ai);
+        assert_eq!(c.runtime.idle_timeout_ms, d.runtime.idle_timeout_ms);
+        assert_eq!(c.runtime.max_live_objects, d.runtime.max_live_objects);
+        assert_eq!(c.alarms.retry_base_ms, d.alarms.retry_base_ms);
+        assert_eq!(
+            c.classes.keys().collect::<Vec<_>>(),
+            shipped_classes(Path::new(".")).keys().collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let err = Config::parse("[runtime]\nidle_timeout = 5").unwrap_err();
         assert!(err.contains("idle_timeout"), "{err}");

@@ -1,1 +1,105 @@
-fn main() {}
+//! Project tasks, run as `cargo xtask <task>` (an alias in .cargo/config.toml):
+//!
+//! - `serve [lodge serve args...]`: build the guests and the host (release) and serve
+//!   the shipped classes on 127.0.0.1:8787 with data in ./data.
+//! - `test`: install what the tests need (the wasm32-wasip2 target comes from
+//!   rust-toolchain.toml; npm packages; Debian's chromium) and run the whole suite.
+//! - `build-guests`: build every guest component for wasm32-wasip2.
+//!
+//! Plain std only, so this builds in seconds on a fresh machine.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the repository")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// Runs a command in `dir`, failing with its description if it fails.
+fn run(mut cmd: Command, dir: &Path, what: &str) -> Result<(), String> {
+    eprintln!("xtask: {what}");
+    let status = cmd
+        .current_dir(dir)
+        .status()
+        .map_err(|e| format!("{what}: cannot start: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what}: failed ({status})"))
+    }
+}
+
+fn build_guests() -> Result<(), String> {
+    let mut cmd = cargo();
+    cmd.args(["build", "--release", "--target", "wasm32-wasip2"]);
+    run(cmd, &root().join("guests"), "building the guests for wasm32-wasip2")
+}
+
+/// Test dependencies that do not come from cargo: npm packages and a browser.
+fn install_test_tools() -> Result<(), String> {
+    let root = root();
+    for dir in ["tests/js", "guests/chat/page-test", "guests/game/web"] {
+        let dir = root.join(dir);
+        if dir.join("package.json").exists() && !dir.join("node_modules").exists() {
+            let mut cmd = Command::new("npm");
+            cmd.args(["ci", "--no-audit", "--no-fund"]);
+            run(cmd, &dir, &format!("installing npm packages in {}", dir.display()))?;
+        }
+    }
+    if !Path::new("/usr/bin/chromium").exists() {
+        let mut update = Command::new("apt-get");
+        update.args(["update", "-qq"]);
+        run(update, &root, "apt-get update (for Debian's chromium)")?;
+        let mut install = Command::new("apt-get");
+        install
+            .args(["install", "-y", "-qq", "--no-install-recommends", "chromium"])
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        run(install, &root, "installing Debian's chromium for the browser tests")?;
+    }
+    Ok(())
+}
+
+fn test() -> Result<(), String> {
+    install_test_tools()?;
+    build_guests()?;
+    let root = root();
+    let mut host = cargo();
+    host.args(["test", "--workspace"]);
+    run(host, &root, "running the host and end-to-end tests")?;
+    // The guests' own unit tests (pure logic) run natively.
+    let mut guests = cargo();
+    guests.args(["test", "--workspace"]);
+    run(guests, &root.join("guests"), "running the guests' unit tests")
+}
+
+fn serve(args: &[String]) -> Result<(), String> {
+    build_guests()?;
+    let mut cmd = cargo();
+    cmd.args(["run", "--release", "--package", "lodge", "--", "serve"])
+        .args(args);
+    run(cmd, &root(), "building and starting lodge")
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("serve") => serve(&args[1..]),
+        Some("test") => test(),
+        Some("build-guests") => build_guests(),
+        _ => Err("usage: cargo xtask serve [args...] | test | build-guests".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
