@@ -83,7 +83,7 @@ impl Object for Counter {
                 let ms: u64 = req.query_param("ms").and_then(|m| m.parse().ok()).unwrap_or(100);
                 let until = lodge_sdk::now_ms() + ms;
                 while lodge_sdk::now_ms() < until {}
-                Response::json(200, &json!({ "count": bump("count", 1) }))
+                Response::json(200, &json!({ "count": bump("count", 1), "ended_at": lodge_sdk::now_ms() }))
             }
             ("GET", "/sockets") => Response::json(200, &sockets::all().len()),
             ("GET", "/whoami") => Response::json(
