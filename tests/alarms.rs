@@ -16,31 +16,64 @@ fn host() -> HostConfig {
 }
 
 async fn alarm_state(host: &lodge_tests::Host, name: &str) -> Value {
-    get(&host.url(&format!("/counter/{name}/alarm"))).await.unwrap().json()
+    get(&host.url(&format!("/counter/{name}/alarm")))
+        .await
+        .unwrap()
+        .json()
 }
 
 async fn set_alarm(host: &lodge_tests::Host, name: &str, query: &str) -> u64 {
-    let r = http("PUT", &host.url(&format!("/counter/{name}/alarm?{query}")), "")
-        .await
-        .unwrap();
+    let r = http(
+        "PUT",
+        &host.url(&format!("/counter/{name}/alarm?{query}")),
+        "",
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     r.json()["alarm"].as_u64().unwrap()
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alarm_fires_while_the_object_is_evicted() {
-    let host = host().toml("runtime", "idle_timeout_ms = 100").start().await.unwrap();
+    let host = host()
+        .toml("runtime", "idle_timeout_ms = 100")
+        .start()
+        .await
+        .unwrap();
     set_alarm(&host, "sleepy", "in=600").await;
     let activations = |v: Value| v["activations"].as_i64().unwrap();
-    let before = activations(get(&host.url("/counter/sleepy/activations")).await.unwrap().json());
-    host.log.wait_for(&["evicted", "name=sleepy"], 1).await.unwrap();
-    host.log.wait_for(&["alarm handled", "counter/sleepy"], 1).await.unwrap();
-    host.log.wait_for(&["evicted", "name=sleepy"], 2).await.unwrap();
-    let after = activations(get(&host.url("/counter/sleepy/activations")).await.unwrap().json());
+    let before = activations(
+        get(&host.url("/counter/sleepy/activations"))
+            .await
+            .unwrap()
+            .json(),
+    );
+    host.log
+        .wait_for(&["evicted", "name=sleepy"], 1)
+        .await
+        .unwrap();
+    host.log
+        .wait_for(&["alarm handled", "counter/sleepy"], 1)
+        .await
+        .unwrap();
+    host.log
+        .wait_for(&["evicted", "name=sleepy"], 2)
+        .await
+        .unwrap();
+    let after = activations(
+        get(&host.url("/counter/sleepy/activations"))
+            .await
+            .unwrap()
+            .json(),
+    );
     // One activation for the alarm, one for this read.
     assert_eq!(after, before + 2);
     let state = alarm_state(&host, "sleepy").await;
@@ -58,7 +91,10 @@ async fn an_alarm_due_while_the_host_was_down_fires_at_start_up() {
     let wait = due.saturating_sub(now_ms()) + 100;
     tokio::time::sleep(Duration::from_millis(wait)).await;
     host.restart().await.unwrap();
-    host.log.wait_for(&["alarm handled", "counter/down"], 1).await.unwrap();
+    host.log
+        .wait_for(&["alarm handled", "counter/down"], 1)
+        .await
+        .unwrap();
     let state = alarm_state(&host, "down").await;
     assert_eq!(state["fired"].as_array().unwrap().len(), 1);
     assert!(state["fired"][0]["at"].as_u64().unwrap() >= due);
@@ -69,9 +105,19 @@ async fn a_failing_handler_is_retried_with_backoff_then_dropped() {
     let host = host().start().await.unwrap();
     // Fails on retries 0 and 1, succeeds on retry 2.
     set_alarm(&host, "flaky", "in=0&fail=2").await;
-    host.log.wait_for(&["alarm handled", "counter/flaky"], 1).await.unwrap();
-    let retries = host.log.wait_for(&["on-alarm failed; retrying", "name=flaky"], 2).await.unwrap();
-    assert!(retries[0].contains("retry=1") && retries[1].contains("retry=2"), "{retries:?}");
+    host.log
+        .wait_for(&["alarm handled", "counter/flaky"], 1)
+        .await
+        .unwrap();
+    let retries = host
+        .log
+        .wait_for(&["on-alarm failed; retrying", "name=flaky"], 2)
+        .await
+        .unwrap();
+    assert!(
+        retries[0].contains("retry=1") && retries[1].contains("retry=2"),
+        "{retries:?}"
+    );
     let state = alarm_state(&host, "flaky").await;
     // The failed attempts' writes were rolled back: only the successful one is stored.
     let fired = state["fired"].as_array().unwrap();
@@ -84,7 +130,11 @@ async fn a_failing_handler_is_retried_with_backoff_then_dropped() {
         .wait_for(&["after the last retry", "name=broken"], 1)
         .await
         .unwrap();
-    let attempts = host.log.wait_for(&["on-alarm failed; retrying", "name=broken"], 3).await.unwrap();
+    let attempts = host
+        .log
+        .wait_for(&["on-alarm failed; retrying", "name=broken"], 3)
+        .await
+        .unwrap();
     assert_eq!(attempts.len(), 3);
     let state = alarm_state(&host, "broken").await;
     assert_eq!(state["alarm"], Value::Null, "the alarm is dropped");
@@ -99,17 +149,30 @@ async fn a_new_alarm_replaces_the_old_and_delete_cancels() {
     assert_eq!(alarm_state(&host, "replaced").await["alarm"], due);
 
     set_alarm(&host, "cancelled", "in=300").await;
-    http("DELETE", &host.url("/counter/cancelled/alarm"), "").await.unwrap();
+    http("DELETE", &host.url("/counter/cancelled/alarm"), "")
+        .await
+        .unwrap();
     assert_eq!(alarm_state(&host, "cancelled").await["alarm"], Value::Null);
     // A control alarm due after the cancelled one would have been.
     set_alarm(&host, "control", "in=600").await;
 
-    host.log.wait_for(&["alarm handled", "counter/control"], 1).await.unwrap();
+    host.log
+        .wait_for(&["alarm handled", "counter/control"], 1)
+        .await
+        .unwrap();
     let replaced = alarm_state(&host, "replaced").await;
-    assert_eq!(replaced["fired"].as_array().unwrap().len(), 1, "fired once: {replaced}");
+    assert_eq!(
+        replaced["fired"].as_array().unwrap().len(),
+        1,
+        "fired once: {replaced}"
+    );
     assert_eq!(replaced["alarm"], Value::Null);
     let cancelled = alarm_state(&host, "cancelled").await;
-    assert_eq!(cancelled["fired"].as_array().unwrap().len(), 0, "{cancelled}");
+    assert_eq!(
+        cancelled["fired"].as_array().unwrap().len(),
+        0,
+        "{cancelled}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,8 +180,14 @@ async fn an_alarm_waits_for_the_event_in_progress() {
     let host = host().start().await.unwrap();
     set_alarm(&host, "busy", "in=200").await;
     // This event runs across the alarm's due time; the alarm must wait for it.
-    let slow = post(&host.url("/counter/busy/slow?ms=700"), "").await.unwrap().json();
-    host.log.wait_for(&["alarm handled", "counter/busy"], 1).await.unwrap();
+    let slow = post(&host.url("/counter/busy/slow?ms=700"), "")
+        .await
+        .unwrap()
+        .json();
+    host.log
+        .wait_for(&["alarm handled", "counter/busy"], 1)
+        .await
+        .unwrap();
     let state = alarm_state(&host, "busy").await;
     let fired_at = state["fired"][0]["at"].as_u64().unwrap();
     assert!(

@@ -16,7 +16,9 @@ async fn count(host: &lodge_tests::Host, name: &str) -> i64 {
 }
 
 async fn activations(host: &lodge_tests::Host, name: &str) -> i64 {
-    let r = get(&host.url(&format!("/counter/{name}/activations"))).await.unwrap();
+    let r = get(&host.url(&format!("/counter/{name}/activations")))
+        .await
+        .unwrap();
     r.json()["activations"].as_i64().unwrap()
 }
 
@@ -29,20 +31,34 @@ async fn routing_errors_are_clear_json() {
 
     for dots in ["/counter/..", "/counter/.%2e/x"] {
         let req = format!("GET {dots} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        let resp = lodge_tests::raw_http(host.addr, req.as_bytes()).await.unwrap();
+        let resp = lodge_tests::raw_http(host.addr, req.as_bytes())
+            .await
+            .unwrap();
         assert!(resp.starts_with("HTTP/1.1 400"), "{dots}: {resp}");
         assert!(resp.contains("invalid object name"), "{resp}");
     }
     // Malformed HTTP gets a 400 and the host keeps serving.
-    let resp = lodge_tests::raw_http(host.addr, b"NOT HTTP AT ALL\r\n\r\n").await.unwrap();
+    let resp = lodge_tests::raw_http(host.addr, b"NOT HTTP AT ALL\r\n\r\n")
+        .await
+        .unwrap();
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
 
     let long = "x".repeat(10_000);
-    for bad in ["/counter/a%2Fb", "/counter/a%00b", "/counter/%ff", &format!("/counter/{long}")] {
+    for bad in [
+        "/counter/a%2Fb",
+        "/counter/a%00b",
+        "/counter/%ff",
+        &format!("/counter/{long}"),
+    ] {
         let r = get(&host.url(bad)).await.unwrap();
         assert_eq!(r.status, 400, "{bad}: {}", r.body);
         assert!(r.content_type.starts_with("application/json"), "{bad}");
-        assert!(r.json()["error"].as_str().unwrap().contains("invalid object name"));
+        assert!(
+            r.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("invalid object name")
+        );
     }
     let r = get(&host.url("/counter")).await.unwrap();
     assert_eq!(r.status, 404);
@@ -50,14 +66,19 @@ async fn routing_errors_are_clear_json() {
     // The guest's own 404 passes through; the object is addressed by name.
     let r = get(&host.url("/counter/a/nope")).await.unwrap();
     assert_eq!(r.status, 404);
-    let who = get(&host.url("/counter/some%20room/whoami")).await.unwrap().json();
+    let who = get(&host.url("/counter/some%20room/whoami"))
+        .await
+        .unwrap()
+        .json();
     assert_eq!(who["name"], "some room");
     assert_eq!(who["class"], "counter");
     assert_eq!(who["id"].as_str().unwrap().len(), 32);
 
     // Request bodies are bounded.
     let big = "x".repeat(2 << 20);
-    let r = http("PUT", &host.url("/counter/a/kv?key=big"), &big).await.unwrap();
+    let r = http("PUT", &host.url("/counter/a/kv?key=big"), &big)
+        .await
+        .unwrap();
     assert_eq!(r.status, 413);
 }
 
@@ -77,7 +98,9 @@ async fn events_of_one_object_never_interleave() {
         }));
     }
     // WebSocket increments go through the same mailbox.
-    let mut ws = Ws::connect(&host.ws_url("/counter/shared/ws?name=w")).await.unwrap();
+    let mut ws = Ws::connect(&host.ws_url("/counter/shared/ws?name=w"))
+        .await
+        .unwrap();
     ws.recv_type("hello").await.unwrap();
     for _ in 0..50 {
         ws.send("inc").await.unwrap();
@@ -103,7 +126,10 @@ async fn a_trap_rolls_back_the_event_and_the_next_event_succeeds() {
     assert_eq!(r.status, 500);
     let body = r.json();
     assert_eq!(body["object"], "counter/t");
-    assert!(body["error"].as_str().unwrap().contains("trapped"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("trapped"),
+        "{body}"
+    );
     // The trap's write (count = -1000000) was discarded; a fresh instance serves on.
     assert_eq!(count(&host, "t").await, 1);
     let r = post(&host.url("/counter/t/increment"), "").await.unwrap();
@@ -111,7 +137,9 @@ async fn a_trap_rolls_back_the_event_and_the_next_event_succeeds() {
 
     // Over a WebSocket: the frame sent before the trap never arrives; the socket gets an
     // error frame and close 1011; the object keeps its state.
-    let mut ws = Ws::connect(&host.ws_url("/counter/t/ws?name=x")).await.unwrap();
+    let mut ws = Ws::connect(&host.ws_url("/counter/t/ws?name=x"))
+        .await
+        .unwrap();
     ws.recv_type("hello").await.unwrap();
     ws.send("trap").await.unwrap();
     let err = ws.recv_json().await.unwrap();
@@ -120,7 +148,9 @@ async fn a_trap_rolls_back_the_event_and_the_next_event_succeeds() {
     assert_eq!(ws.closed().await.unwrap().code, 1011);
     assert_eq!(count(&host, "t").await, 2);
     // Other objects were never disturbed.
-    let r = post(&host.url("/counter/other/increment"), "").await.unwrap();
+    let r = post(&host.url("/counter/other/increment"), "")
+        .await
+        .unwrap();
     assert_eq!(r.json()["count"], 1);
 }
 
@@ -128,17 +158,29 @@ async fn a_trap_rolls_back_the_event_and_the_next_event_succeeds() {
 async fn storage_lists_by_prefix_with_limit_and_reverse() {
     let host = counter_host().start().await.unwrap();
     for k in ["b", "a", "d", "c"] {
-        let r = http("PUT", &host.url(&format!("/counter/kv/kv?key={k}")), &format!("v{k}"))
-            .await
-            .unwrap();
+        let r = http(
+            "PUT",
+            &host.url(&format!("/counter/kv/kv?key={k}")),
+            &format!("v{k}"),
+        )
+        .await
+        .unwrap();
         assert_eq!(r.status, 200);
     }
     let all = get(&host.url("/counter/kv/list")).await.unwrap().json();
     assert_eq!(
         all,
-        json!([["kv:a", "va"], ["kv:b", "vb"], ["kv:c", "vc"], ["kv:d", "vd"]])
+        json!([
+            ["kv:a", "va"],
+            ["kv:b", "vb"],
+            ["kv:c", "vc"],
+            ["kv:d", "vd"]
+        ])
     );
-    let last2 = get(&host.url("/counter/kv/list?reverse=1&limit=2")).await.unwrap().json();
+    let last2 = get(&host.url("/counter/kv/list?reverse=1&limit=2"))
+        .await
+        .unwrap()
+        .json();
     assert_eq!(last2, json!([["kv:d", "vd"], ["kv:c", "vc"]]));
     let v = get(&host.url("/counter/kv/kv?key=c")).await.unwrap().json();
     assert_eq!(v["value"], "vc");
@@ -152,16 +194,27 @@ async fn state_survives_idle_eviction_and_restart() {
         .await
         .unwrap();
     for _ in 0..3 {
-        post(&host.url("/counter/durable/increment"), "").await.unwrap();
+        post(&host.url("/counter/durable/increment"), "")
+            .await
+            .unwrap();
     }
     let before = activations(&host, "durable").await;
-    host.log.wait_for(&["evicted", "why=\"idle\""], 1).await.unwrap();
+    host.log
+        .wait_for(&["evicted", "why=\"idle\""], 1)
+        .await
+        .unwrap();
     assert_eq!(count(&host, "durable").await, 3);
-    assert_eq!(activations(&host, "durable").await, before + 1, "re-activated from storage");
+    assert_eq!(
+        activations(&host, "durable").await,
+        before + 1,
+        "re-activated from storage"
+    );
 
     host.restart().await.unwrap();
     assert_eq!(count(&host, "durable").await, 3);
-    let r = post(&host.url("/counter/durable/increment"), "").await.unwrap();
+    let r = post(&host.url("/counter/durable/increment"), "")
+        .await
+        .unwrap();
     assert_eq!(r.json()["count"], 4);
 }
 
@@ -173,25 +226,43 @@ async fn sockets_outlive_eviction_and_the_auto_response_does_not_wake_the_object
         .start()
         .await
         .unwrap();
-    let mut alice = Ws::connect(&host.ws_url("/counter/room/ws?name=alice&tag=red")).await.unwrap();
+    let mut alice = Ws::connect(&host.ws_url("/counter/room/ws?name=alice&tag=red"))
+        .await
+        .unwrap();
     assert_eq!(alice.recv_json().await.unwrap()["type"], "hello");
-    let mut bob = Ws::connect(&host.ws_url("/counter/room/ws?name=bob")).await.unwrap();
+    let mut bob = Ws::connect(&host.ws_url("/counter/room/ws?name=bob"))
+        .await
+        .unwrap();
     bob.recv_type("hello").await.unwrap();
     let base = activations(&host, "room").await;
 
     // Evict the room by activating another object.
-    post(&host.url("/counter/elsewhere/increment"), "").await.unwrap();
-    host.log.wait_for(&["evicted", "name=room"], 1).await.unwrap();
+    post(&host.url("/counter/elsewhere/increment"), "")
+        .await
+        .unwrap();
+    host.log
+        .wait_for(&["evicted", "name=room"], 1)
+        .await
+        .unwrap();
 
     // The host answers the auto-response pair itself.
     alice.send("ping").await.unwrap();
     assert_eq!(alice.recv().await.unwrap(), "pong");
-    assert_eq!(activations(&host, "room").await, base + 1, "ping did not activate the room");
+    assert_eq!(
+        activations(&host, "room").await,
+        base + 1,
+        "ping did not activate the room"
+    );
 
     // Evicted again; a message re-activates the room and is delivered; the socket's
     // attachment and tags survived.
-    post(&host.url("/counter/elsewhere/increment"), "").await.unwrap();
-    host.log.wait_for(&["evicted", "name=room"], 2).await.unwrap();
+    post(&host.url("/counter/elsewhere/increment"), "")
+        .await
+        .unwrap();
+    host.log
+        .wait_for(&["evicted", "name=room"], 2)
+        .await
+        .unwrap();
     alice.send("whoami").await.unwrap();
     let who = alice.recv_type("whoami").await.unwrap();
     assert_eq!(who["attachment"], json!({ "name": "alice" }));
@@ -200,16 +271,34 @@ async fn sockets_outlive_eviction_and_the_auto_response_does_not_wake_the_object
 
     // Broadcasts reach every socket, tagged ones only those with the tag.
     bob.send("broadcast hello all").await.unwrap();
-    assert_eq!(alice.recv_type("broadcast").await.unwrap()["text"], "hello all");
-    assert_eq!(bob.recv_type("broadcast").await.unwrap()["text"], "hello all");
+    assert_eq!(
+        alice.recv_type("broadcast").await.unwrap()["text"],
+        "hello all"
+    );
+    assert_eq!(
+        bob.recv_type("broadcast").await.unwrap()["text"],
+        "hello all"
+    );
     bob.send("tagcast red only reds").await.unwrap();
-    assert_eq!(alice.recv_type("tagcast").await.unwrap()["text"], "only reds");
+    assert_eq!(
+        alice.recv_type("tagcast").await.unwrap()["text"],
+        "only reds"
+    );
     bob.send("echo marker").await.unwrap();
-    assert_eq!(bob.recv().await.unwrap(), "marker", "bob got no tagcast before his echo");
+    assert_eq!(
+        bob.recv().await.unwrap(),
+        "marker",
+        "bob got no tagcast before his echo"
+    );
 
     // on-close reaches the object even while it is evicted.
-    post(&host.url("/counter/elsewhere/increment"), "").await.unwrap();
-    host.log.wait_for(&["evicted", "name=room"], 3).await.unwrap();
+    post(&host.url("/counter/elsewhere/increment"), "")
+        .await
+        .unwrap();
+    host.log
+        .wait_for(&["evicted", "name=room"], 3)
+        .await
+        .unwrap();
     bob.close(1000).await.unwrap();
     let closes = eventually("bob's close recorded", || async {
         let v = get(&host.url("/counter/room/closes")).await?.json();
@@ -233,13 +322,18 @@ async fn an_object_can_refuse_a_websocket() {
     assert_eq!(status, 403);
     assert!(body.contains("rejected by the object"), "{body}");
     // Refused sockets are not kept.
-    assert_eq!(get(&host.url("/counter/r/sockets")).await.unwrap().json(), json!(0));
+    assert_eq!(
+        get(&host.url("/counter/r/sockets")).await.unwrap().json(),
+        json!(0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_sigkill() {
     let mut host = counter_host().start().await.unwrap();
-    let mut ws = Ws::connect(&host.ws_url("/counter/crash/ws?name=w")).await.unwrap();
+    let mut ws = Ws::connect(&host.ws_url("/counter/crash/ws?name=w"))
+        .await
+        .unwrap();
     ws.recv_type("hello").await.unwrap();
     // Keep a window of increments in flight and kill the host mid-stream.
     let mut acked = 0i64;
@@ -263,7 +357,10 @@ async fn acknowledged_writes_survive_sigkill() {
             Err(_) => break,
         }
     }
-    assert!(acked >= 100, "the client saw {acked} acknowledgements of {sent}");
+    assert!(
+        acked >= 100,
+        "the client saw {acked} acknowledgements of {sent}"
+    );
     host.restart().await.unwrap();
     let after = count(&host, "crash").await;
     assert!(
@@ -276,7 +373,9 @@ async fn acknowledged_writes_survive_sigkill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_closes_sockets_with_1001_and_exits_cleanly() {
     let mut host = counter_host().start().await.unwrap();
-    let mut ws = Ws::connect(&host.ws_url("/counter/bye/ws?name=w")).await.unwrap();
+    let mut ws = Ws::connect(&host.ws_url("/counter/bye/ws?name=w"))
+        .await
+        .unwrap();
     ws.recv_type("hello").await.unwrap();
     post(&host.url("/counter/bye/increment"), "").await.unwrap();
     let waiter = tokio::spawn(async move { ws.closed().await });
@@ -302,9 +401,15 @@ async fn a_slow_event_makes_others_wait_their_turn_not_interleave() {
     });
     // Whichever runs first, the other sees its write: interleaved, both would read 0
     // and both answer 1.
-    let quick = post(&host.url("/counter/busy/increment"), "").await.unwrap().json();
+    let quick = post(&host.url("/counter/busy/increment"), "")
+        .await
+        .unwrap()
+        .json();
     let slow: Value = slow.await.unwrap();
-    let mut counts = [slow["count"].as_i64().unwrap(), quick["count"].as_i64().unwrap()];
+    let mut counts = [
+        slow["count"].as_i64().unwrap(),
+        quick["count"].as_i64().unwrap(),
+    ];
     counts.sort();
     assert_eq!(counts, [1, 2]);
     // Another object is served meanwhile.

@@ -14,8 +14,8 @@ use crate::ai::AiService;
 use crate::bindings;
 use crate::config::{Config, setting_text};
 use crate::registry::{Registry, RegistryError};
-use crate::runtime::engine::{EpochTicker, build_engine};
 use crate::runtime::Runtime;
+use crate::runtime::engine::{EpochTicker, build_engine};
 use crate::storage::{StorageError, Store};
 
 /// Why the host could not start.
@@ -80,16 +80,18 @@ impl Host {
             tracing::info!(class = %name, hash = %&version.hash[..12], "class loaded");
             registry.insert(name, settings, version);
         }
-        let ticker = EpochTicker::start(engine, Duration::from_millis(config.runtime.epoch_tick_ms));
+        let ticker =
+            EpochTicker::start(engine, Duration::from_millis(config.runtime.epoch_tick_ms));
         let ai = AiService::new(config.ai.clone());
         let runtime = Runtime::new(registry, store, &config, ai);
 
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Listen {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
         let addr = listener.local_addr().map_err(|source| StartError::Listen {
             addr: config.listen,
             source,

@@ -226,7 +226,9 @@ impl Config {
             }
         }
         if self.runtime.max_live_objects == 0 {
-            return Err(invalid("runtime.max_live_objects must be at least 1".into()));
+            return Err(invalid(
+                "runtime.max_live_objects must be at least 1".into(),
+            ));
         }
         if self.runtime.max_live_objects > 10_000 {
             return Err(invalid(

@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use lodge::config::{self, Config, LogFormat};
 
 #[derive(Parser)]
-#[command(name = "lodge", version, about = "A self-hosted runtime for stateful durable objects (WebAssembly components).")]
+#[command(
+    name = "lodge",
+    version,
+    about = "A self-hosted runtime for stateful durable objects (WebAssembly components)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -80,7 +84,9 @@ fn load_config(args: &ServeArgs) -> Result<Config> {
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -144,7 +144,10 @@ mod tests {
         assert_eq!(validate_name("a..b"), Err(NameError::DotSegment));
         assert_eq!(validate_name("a/b"), Err(NameError::Slash));
         assert_eq!(validate_name("a\0b"), Err(NameError::ControlCharacter));
-        assert_eq!(validate_name(&"x".repeat(257)), Err(NameError::TooLong(257)));
+        assert_eq!(
+            validate_name(&"x".repeat(257)),
+            Err(NameError::TooLong(257))
+        );
         assert!(validate_name(&"x".repeat(256)).is_ok());
         assert!(validate_name("lobby").is_ok());
         assert!(validate_name("방").is_ok());

@@ -58,10 +58,13 @@ pub fn guest(name: &str) -> PathBuf {
         .join(format!("{name}.wasm"))
 }
 
+/// A class: its name, component file and settings (TOML values).
+type ClassEntry = (String, PathBuf, Vec<(String, String)>);
+
 /// How to configure a host before starting it.
 #[derive(Clone)]
 pub struct HostConfig {
-    classes: Vec<(String, PathBuf, Vec<(String, String)>)>,
+    classes: Vec<ClassEntry>,
     extra: Vec<String>,
     data_dir: Option<PathBuf>,
     env: Vec<(String, String)>,
@@ -271,17 +274,22 @@ impl Host {
             let mut tx = Some(tx);
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("lodge listening on http://") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr.trim().to_string());
-                    }
+                if let Some(addr) = line.strip_prefix("lodge listening on http://")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(addr.trim().to_string());
                 }
             }
         });
         self.child = Some(child);
         let addr = tokio::time::timeout(WAIT, rx)
             .await
-            .map_err(|_| anyhow!("the host did not start within {WAIT:?}: {:?}", self.log.all()))?
+            .map_err(|_| {
+                anyhow!(
+                    "the host did not start within {WAIT:?}: {:?}",
+                    self.log.all()
+                )
+            })?
             .map_err(|_| anyhow!("the host exited at start: {}", self.log.all().join("\n")))?;
         self.addr = addr.parse()?;
         Ok(())
@@ -349,8 +357,7 @@ pub struct Reply {
 impl Reply {
     /// The body as JSON.
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 }
 

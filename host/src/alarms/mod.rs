@@ -60,7 +60,11 @@ fn dispatch_due(
         if alarm.at_ms > now {
             return Ok(Some(alarm.at_ms));
         }
-        if !in_flight.lock().expect("in-flight lock").insert(alarm.object) {
+        if !in_flight
+            .lock()
+            .expect("in-flight lock")
+            .insert(alarm.object)
+        {
             continue;
         }
         let Some(meta) = runtime.store().object_meta(alarm.object)? else {
@@ -70,7 +74,10 @@ fn dispatch_due(
         let in_flight = in_flight.clone();
         tokio::spawn(async move {
             deliver(&runtime, alarm.object, meta.class, meta.name, alarm.at_ms).await;
-            in_flight.lock().expect("in-flight lock").remove(&alarm.object);
+            in_flight
+                .lock()
+                .expect("in-flight lock")
+                .remove(&alarm.object);
             runtime.alarm_wake().notify_one();
         });
     }

@@ -19,7 +19,9 @@ impl Host for HostState {
             )));
         }
         if request.messages.is_empty() {
-            return Ok(Err(AiError::Invalid("a completion needs at least one message".into())));
+            return Ok(Err(AiError::Invalid(
+                "a completion needs at least one message".into(),
+            )));
         }
         let pending = self
             .event

@@ -135,11 +135,18 @@ impl lodge::object::types::Host for HostState {}
 pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_proxy_interfaces_async(&mut linker)?;
-    // Rust's std asks for its (empty) environment and may call exit on abort.
+    // Rust's std also asks for its (empty) environment, exit (on abort) and whether its
+    // stdio is a terminal (never): all harmless, none grants any authority.
     use wasmtime_wasi::cli::{WasiCli, WasiCliView};
     use wasmtime_wasi::p2::bindings::cli;
-    cli::environment::add_to_linker::<HostState, WasiCli>(&mut linker, HostState::cli)?;
-    cli::exit::add_to_linker::<HostState, WasiCli>(&mut linker, HostState::cli)?;
+    let l = &mut linker;
+    cli::environment::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::exit::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::terminal_input::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::terminal_output::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::terminal_stdin::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::terminal_stdout::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::terminal_stderr::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
     ObjectClass::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)?;
     Ok(linker)
 }

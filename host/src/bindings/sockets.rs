@@ -46,7 +46,12 @@ impl Host for HostState {
         Ok(Ok(()))
     }
 
-    async fn broadcast(&mut self, message: Message, tag: Option<String>, except: Vec<u64>) -> Res<u32> {
+    async fn broadcast(
+        &mut self,
+        message: Message,
+        tag: Option<String>,
+        except: Vec<u64>,
+    ) -> Res<u32> {
         let frame = match self.frame(message) {
             Ok(f) => f,
             Err(e) => return Ok(Err(e)),

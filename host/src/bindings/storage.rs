@@ -52,7 +52,12 @@ impl HostState {
             Some(b) => b,
             None => {
                 let committed = self.committed_usage().map_err(engine_error)?;
-                let pending = self.object.overlay.lock().expect("overlay lock").pending_bytes();
+                let pending = self
+                    .object
+                    .overlay
+                    .lock()
+                    .expect("overlay lock")
+                    .pending_bytes();
                 committed + pending
             }
         };
@@ -125,7 +130,10 @@ impl Host for HostState {
 
     async fn put_many(&mut self, entries: Vec<Entry>) -> Res<()> {
         for e in &entries {
-            if let Err(err) = self.check_key(&e.key).and_then(|_| self.check_value(&e.value)) {
+            if let Err(err) = self
+                .check_key(&e.key)
+                .and_then(|_| self.check_value(&e.value))
+            {
                 return Ok(Err(err));
             }
         }

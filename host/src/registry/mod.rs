@@ -131,14 +131,19 @@ impl Registry {
             // the data dir is the operator's, as trusted as the binary.
             match unsafe { Component::deserialize_file(&self.engine, &artifact) } {
                 Ok(c) => return Ok(c),
-                Err(e) => tracing::warn!(artifact = %artifact.display(), error = %e, "discarding unusable compiled artifact"),
+                Err(e) => {
+                    tracing::warn!(artifact = %artifact.display(), error = %e, "discarding unusable compiled artifact")
+                }
             }
         }
         let compile_err = |e: wasmtime::Error| RegistryError::Compile {
             what: what.to_string(),
             reason: format!("{e:#}"),
         };
-        let compiled = self.engine.precompile_component(bytes).map_err(compile_err)?;
+        let compiled = self
+            .engine
+            .precompile_component(bytes)
+            .map_err(compile_err)?;
         std::fs::create_dir_all(&self.cache_dir).map_err(|source| RegistryError::Cache {
             path: self.cache_dir.clone(),
             source,
@@ -170,12 +175,21 @@ impl Registry {
 
     /// The class called `name`.
     pub fn class(&self, name: &str) -> Option<Arc<Class>> {
-        self.classes.read().expect("registry lock").get(name).cloned()
+        self.classes
+            .read()
+            .expect("registry lock")
+            .get(name)
+            .cloned()
     }
 
     /// Every class name.
     pub fn names(&self) -> Vec<String> {
-        self.classes.read().expect("registry lock").keys().cloned().collect()
+        self.classes
+            .read()
+            .expect("registry lock")
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// The engine every version is compiled for.

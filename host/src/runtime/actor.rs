@@ -78,7 +78,8 @@ pub(super) fn spawn(rt: Arc<Inner>, object: ObjectRef) -> Arc<ObjectEntry> {
     });
     let (gate_tx, gate_rx) = mpsc::unbounded_channel();
     let commit_failed = Arc::new(AtomicBool::new(false));
-    let span = tracing::info_span!("object", class = %object.class, id = %object.id, name = %object.name);
+    let span =
+        tracing::info_span!("object", class = %object.class, id = %object.id, name = %object.name);
     tokio::spawn(
         gate::run(
             gate_rx,
@@ -169,7 +170,12 @@ impl Actor {
         let mut directory = self.rt.directory.lock().expect("directory lock");
         let idle = self.mailbox.is_empty()
             && self.control_rx.is_empty()
-            && self.entry.sockets.lock().expect("socket table lock").is_empty()
+            && self
+                .entry
+                .sockets
+                .lock()
+                .expect("socket table lock")
+                .is_empty()
             && self.streams_in_flight() == 0
             && self.ctx.overlay.lock().expect("overlay lock").is_empty();
         if idle {
@@ -211,19 +217,26 @@ impl Actor {
             if Arc::ptr_eq(&live.version, &version) {
                 return Ok(());
             }
-            tracing::info!(from = live.version.number, to = version.number, "switching to the new version");
+            tracing::info!(
+                from = live.version.number,
+                to = version.number,
+                "switching to the new version"
+            );
             self.drop_instance();
         }
         let activation_error = |message: String| EventError::Activation {
             object: object.to_string(),
             message,
         };
-        let permit = self.rt.live.acquire(object.id).await.ok_or_else(|| {
-            EventError::Overloaded {
-                object: object.to_string(),
-                message: "every live-object slot is busy".into(),
-            }
-        })?;
+        let permit =
+            self.rt
+                .live
+                .acquire(object.id)
+                .await
+                .ok_or_else(|| EventError::Overloaded {
+                    object: object.to_string(),
+                    message: "every live-object slot is busy".into(),
+                })?;
         let engine = self.rt.registry.engine();
         let mut store = wasmtime::Store::new(engine, HostState::new(self.ctx.clone()));
         store.limiter(|s| &mut s.limits);
@@ -298,10 +311,10 @@ impl Actor {
             }
         }
         // A frame that was queued before its socket closed is not delivered.
-        if let Event::Message { socket, .. } = &event {
-            if !self.socket_is_live(*socket) {
-                return;
-            }
+        if let Event::Message { socket, .. } = &event
+            && !self.socket_is_live(*socket)
+        {
+            return;
         }
         if let Err(e) = self.ensure_instance().await {
             tracing::error!(error = %e, kind = event.kind(), "cannot deliver the event");
@@ -330,12 +343,10 @@ impl Actor {
                 .call_on_connect(&mut *store, *socket, request)
                 .await
                 .map(Returned::Connect),
-            Event::Message { socket, message } => {
-                events
-                    .call_on_message(&mut *store, *socket, message)
-                    .await
-                    .map(|()| Returned::Unit)
-            }
+            Event::Message { socket, message } => events
+                .call_on_message(&mut *store, *socket, message)
+                .await
+                .map(|()| Returned::Unit),
             Event::Close {
                 socket,
                 code,
@@ -356,11 +367,16 @@ impl Actor {
                 .await
                 .map(|()| Returned::Unit),
         };
-        self.rt.live.touch(self.entry.object.id, &self.entry.control);
+        self.rt
+            .live
+            .touch(self.entry.object.id, &self.entry.control);
         match result {
             Ok(returned) => self.commit(event, returned),
             Err(trap) => {
-                self.rt.metrics.event_failures.fetch_add(1, Ordering::Relaxed);
+                self.rt
+                    .metrics
+                    .event_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 let message = trap_message(&trap);
                 tracing::warn!(kind = event.kind(), error = ?trap, "event failed; its writes are discarded and the instance replaced");
                 self.drop_instance();
@@ -389,7 +405,10 @@ impl Actor {
         let is_alarm = matches!(event, Event::Alarm { .. });
         let alarm_change = if ctx.alarm_changed {
             Some(match ctx.alarm {
-                Some(at) => AlarmChange::Set { at_ms: at, retry: 0 },
+                Some(at) => AlarmChange::Set {
+                    at_ms: at,
+                    retry: 0,
+                },
                 None => AlarmChange::Clear,
             })
         } else if is_alarm {
@@ -406,7 +425,12 @@ impl Actor {
                     let _ = tx.send(r.map(|()| response));
                 }));
             }
-            (Event::Connect { socket, reply: tx, .. }, Returned::Connect(outcome)) => {
+            (
+                Event::Connect {
+                    socket, reply: tx, ..
+                },
+                Returned::Connect(outcome),
+            ) => {
                 let mut sockets = self.entry.sockets.lock().expect("socket table lock");
                 match &outcome {
                     ConnectOutcome::Accept(accept) => {
@@ -464,7 +488,12 @@ impl Actor {
         let (ticket, seq) = if ctx.writes.is_empty() && alarm.is_none() {
             (None, None)
         } else {
-            let seq = self.ctx.overlay.lock().expect("overlay lock").push(&ctx.writes);
+            let seq = self
+                .ctx
+                .overlay
+                .lock()
+                .expect("overlay lock")
+                .push(&ctx.writes);
             let object = &self.entry.object;
             let batch = Batch {
                 object: object.id,
@@ -498,7 +527,9 @@ impl Actor {
                     let _ = tx.send(Err(e));
                 }));
             }
-            Event::Connect { socket, reply: tx, .. } => {
+            Event::Connect {
+                socket, reply: tx, ..
+            } => {
                 self.entry
                     .sockets
                     .lock()
@@ -575,5 +606,8 @@ fn trap_message(error: &wasmtime::Error) -> String {
         };
     }
     let text = error.to_string();
-    text.lines().next().unwrap_or("the guest failed").to_string()
+    text.lines()
+        .next()
+        .unwrap_or("the guest failed")
+        .to_string()
 }

@@ -226,14 +226,22 @@ impl Runtime {
     }
 
     /// Delivers an HTTP request and waits for the object's (committed) response.
-    pub async fn request(&self, object: &ObjectRef, request: Request) -> Result<Response, EventError> {
+    pub async fn request(
+        &self,
+        object: &ObjectRef,
+        request: Request,
+    ) -> Result<Response, EventError> {
         let (reply, rx) = oneshot::channel();
         self.dispatch(object, Event::Request { request, reply })?;
         rx.await.unwrap_or(Err(EventError::ShuttingDown))
     }
 
     /// Offers a WebSocket to the object (`on-connect`).
-    pub async fn connect(&self, object: &ObjectRef, request: Request) -> Result<Connected, EventError> {
+    pub async fn connect(
+        &self,
+        object: &ObjectRef,
+        request: Request,
+    ) -> Result<Connected, EventError> {
         let entry = self.entry(object)?;
         let id = self.inner.socket_ids.fetch_add(1, Ordering::Relaxed);
         let outbound = {
@@ -280,7 +288,11 @@ impl Runtime {
     }
 
     /// Delivers the object's alarm that was due at `due_ms`.
-    pub async fn fire_alarm(&self, object: &ObjectRef, due_ms: u64) -> Result<AlarmOutcome, EventError> {
+    pub async fn fire_alarm(
+        &self,
+        object: &ObjectRef,
+        due_ms: u64,
+    ) -> Result<AlarmOutcome, EventError> {
         let (done, rx) = oneshot::channel();
         let entry = self.entry(object)?;
         // Alarms are internal: they wait for room rather than being refused.
@@ -307,7 +319,10 @@ impl Runtime {
         for entry in &entries {
             let mut sockets = entry.sockets.lock().expect("socket table lock");
             for id in sockets.ids() {
-                let _ = sockets.push(id, Outbound::Close(1001, "the server is shutting down".into()));
+                let _ = sockets.push(
+                    id,
+                    Outbound::Close(1001, "the server is shutting down".into()),
+                );
             }
         }
         let deadline = tokio::time::Instant::now() + grace;

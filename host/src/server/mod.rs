@@ -40,7 +40,12 @@ struct Shared {
 }
 
 /// Serves `listener` until `stop` turns true.
-pub async fn serve(listener: TcpListener, runtime: Runtime, limits: Limits, mut stop: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    runtime: Runtime,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+) {
     let shared = Arc::new(Shared { runtime, limits });
     loop {
         let accepted = tokio::select! {
@@ -77,7 +82,11 @@ pub async fn serve(listener: TcpListener, runtime: Runtime, limits: Limits, mut 
 }
 
 /// A JSON error response.
-fn error(status: StatusCode, message: impl Into<String>, object: Option<&ObjectRef>) -> HttpResponse {
+fn error(
+    status: StatusCode,
+    message: impl Into<String>,
+    object: Option<&ObjectRef>,
+) -> HttpResponse {
     let mut body = json!({ "error": message.into() });
     if let Some(o) = object {
         body["object"] = json!(o.to_string());
@@ -108,7 +117,11 @@ async fn handle(shared: &Shared, mut req: hyper::Request<Incoming>) -> HttpRespo
         Err(RouteError::Root) => return index(shared),
         Err(RouteError::NoName(class)) => {
             if shared.runtime.registry().class(&class).is_none() {
-                return error(StatusCode::NOT_FOUND, format!("no class named '{class}'"), None);
+                return error(
+                    StatusCode::NOT_FOUND,
+                    format!("no class named '{class}'"),
+                    None,
+                );
             }
             return error(
                 StatusCode::NOT_FOUND,
@@ -117,7 +130,11 @@ async fn handle(shared: &Shared, mut req: hyper::Request<Incoming>) -> HttpRespo
             );
         }
         Err(RouteError::BadName(e)) => {
-            return error(StatusCode::BAD_REQUEST, format!("invalid object name: {e}"), None);
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid object name: {e}"),
+                None,
+            );
         }
     };
     if shared.runtime.registry().class(route.class).is_none() {
@@ -129,7 +146,13 @@ async fn handle(shared: &Shared, mut req: hyper::Request<Incoming>) -> HttpRespo
     }
     let object = match ObjectRef::new(route.class, &route.name) {
         Ok(o) => o,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid object name: {e}"), None),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid object name: {e}"),
+                None,
+            );
+        }
     };
     let query = req.uri().query().unwrap_or("").to_string();
     let headers = convert_headers(req.headers());
@@ -145,7 +168,9 @@ async fn handle(shared: &Shared, mut req: hyper::Request<Incoming>) -> HttpRespo
     {
         Ok(b) => b.to_bytes().to_vec(),
         Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 return error(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!(
@@ -155,7 +180,11 @@ async fn handle(shared: &Shared, mut req: hyper::Request<Incoming>) -> HttpRespo
                     Some(&object),
                 );
             }
-            return error(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}"), Some(&object));
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}"),
+                Some(&object),
+            );
         }
     };
     let request = Request {
@@ -212,7 +241,9 @@ fn to_http(resp: crate::bindings::Response, object: &ObjectRef) -> HttpResponse 
             (Ok(name), Ok(value)) => {
                 out.headers_mut().append(name, value);
             }
-            _ => tracing::warn!(object = %object, header = %h.name, "dropping an invalid response header"),
+            _ => {
+                tracing::warn!(object = %object, header = %h.name, "dropping an invalid response header")
+            }
         }
     }
     out
@@ -255,8 +286,10 @@ async fn upgrade(
             "only WebSocket version 13 is supported",
             Some(&object),
         );
-        resp.headers_mut()
-            .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        resp.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
         return resp;
     }
     let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {

@@ -56,7 +56,10 @@ mod tests {
     #[test]
     fn routes() {
         let r = parse("/chat/room").unwrap();
-        assert_eq!((r.class, r.name.as_str(), r.rest.as_str()), ("chat", "room", "/"));
+        assert_eq!(
+            (r.class, r.name.as_str(), r.rest.as_str()),
+            ("chat", "room", "/")
+        );
         let r = parse("/chat/room/ws").unwrap();
         assert_eq!(r.rest, "/ws");
         let r = parse("/chat/my%20room/history").unwrap();
@@ -68,12 +71,30 @@ mod tests {
 
     #[test]
     fn hostile_names_are_refused() {
-        assert_eq!(parse("/chat/a%2Fb"), Err(RouteError::BadName(NameError::Slash)));
-        assert_eq!(parse("/chat/.."), Err(RouteError::BadName(NameError::DotSegment)));
-        assert_eq!(parse("/chat/%2e%2e/x"), Err(RouteError::BadName(NameError::DotSegment)));
-        assert_eq!(parse("/chat/a%00b"), Err(RouteError::BadName(NameError::ControlCharacter)));
-        assert_eq!(parse("/chat/%ff"), Err(RouteError::BadName(NameError::NotUtf8)));
+        assert_eq!(
+            parse("/chat/a%2Fb"),
+            Err(RouteError::BadName(NameError::Slash))
+        );
+        assert_eq!(
+            parse("/chat/.."),
+            Err(RouteError::BadName(NameError::DotSegment))
+        );
+        assert_eq!(
+            parse("/chat/%2e%2e/x"),
+            Err(RouteError::BadName(NameError::DotSegment))
+        );
+        assert_eq!(
+            parse("/chat/a%00b"),
+            Err(RouteError::BadName(NameError::ControlCharacter))
+        );
+        assert_eq!(
+            parse("/chat/%ff"),
+            Err(RouteError::BadName(NameError::NotUtf8))
+        );
         let long = format!("/chat/{}", "x".repeat(10_000));
-        assert!(matches!(parse(&long), Err(RouteError::BadName(NameError::TooLong(_)))));
+        assert!(matches!(
+            parse(&long),
+            Err(RouteError::BadName(NameError::TooLong(_)))
+        ));
     }
 }

@@ -10,7 +10,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Bytes, Message as WsMessage, Utf8Bytes};
+use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 
 use crate::bindings::Message;
 use crate::runtime::{Frame, Outbound, SocketLink};
@@ -81,7 +81,7 @@ pub async fn run(upgraded: Upgraded, mut link: SocketLink, max_message_bytes: us
                     Some(Outbound::Frame(frame)) => {
                         let msg = match frame {
                             Frame::Text(t) => WsMessage::Text(Utf8Bytes::from(&*t)),
-                            Frame::Binary(b) => WsMessage::Binary(Bytes::from(b)),
+                            Frame::Binary(b) => WsMessage::Binary(b),
                         };
                         if ws.send(msg).await.is_err() {
                             break;
@@ -117,9 +117,7 @@ fn close_frame(code: u16, reason: &str) -> CloseFrame {
 /// The close code to answer a read error with, if the connection can still carry one.
 fn error_close(e: &WsError) -> (Option<u16>, &'static str) {
     match e {
-        WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
-            (Some(1009), "message too big")
-        }
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => (Some(1009), "message too big"),
         WsError::Capacity(_) => (Some(1009), "frame too big"),
         WsError::Utf8(_) => (Some(1007), "invalid UTF-8 in a text frame"),
         WsError::Protocol(_) => (Some(1002), "WebSocket protocol error"),

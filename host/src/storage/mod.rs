@@ -22,6 +22,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 pub use keys::KeyRange;
+
+/// Keys and values of one object, in key order (or reversed).
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 pub use txn::{EventWrites, Overlay, StorageView};
 
 use crate::object::ObjectId;
@@ -204,7 +207,7 @@ impl Store {
         range: &KeyRange,
         reverse: bool,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    ) -> Result<Entries, StorageError> {
         if range.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
@@ -214,7 +217,14 @@ impl Store {
         let bounds = (as_slice_bound(&lower), as_slice_bound(&upper));
         let iter = table.range::<&[u8]>(bounds)?;
         let mut out = Vec::new();
-        let mut push = |item: Result<(redb::AccessGuard<&[u8]>, redb::AccessGuard<&[u8]>), redb::StorageError>| -> Result<bool, StorageError> {
+        type Item<'a> = Result<
+            (
+                redb::AccessGuard<'a, &'static [u8]>,
+                redb::AccessGuard<'a, &'static [u8]>,
+            ),
+            redb::StorageError,
+        >;
+        let mut push = |item: Item<'_>| -> Result<bool, StorageError> {
             let (k, v) = item?;
             out.push((k.value()[16..].to_vec(), v.value().to_vec()));
             Ok(out.len() < limit)
@@ -283,10 +293,10 @@ impl Store {
             let Some((_, object)) = keys::parse_alarm_index_key(k.value()) else {
                 continue;
             };
-            if let Some(v) = alarms.get(object.0.as_slice())? {
-                if let Some(alarm) = decode_alarm(object, v.value()) {
-                    out.push(alarm);
-                }
+            if let Some(v) = alarms.get(object.0.as_slice())?
+                && let Some(alarm) = decode_alarm(object, v.value())
+            {
+                out.push(alarm);
             }
             if out.len() >= limit {
                 break;
@@ -395,10 +405,10 @@ fn commit_group(db: &Database, group: &[Pending]) -> Result<(), StorageError> {
             objects.insert(id.0.as_slice(), encoded.as_slice())?;
 
             if let Some(change) = batch.alarm {
-                if let Some(old) = alarms.remove(id.0.as_slice())? {
-                    if let Some(old) = decode_alarm(id, old.value()) {
-                        index.remove(keys::alarm_index_key(old.at_ms, id).as_slice())?;
-                    }
+                if let Some(old) = alarms.remove(id.0.as_slice())?
+                    && let Some(old) = decode_alarm(id, old.value())
+                {
+                    index.remove(keys::alarm_index_key(old.at_ms, id).as_slice())?;
                 }
                 if let AlarmChange::Set { at_ms, retry } = change {
                     alarms.insert(id.0.as_slice(), encode_alarm(at_ms, retry).as_slice())?;

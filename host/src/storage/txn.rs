@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{KeyRange, StorageError, Store};
+use super::{Entries, KeyRange, StorageError, Store};
 use crate::object::ObjectId;
 
 /// The writes of one event, not yet handed to the writer.
@@ -114,7 +114,7 @@ impl StorageView<'_> {
         range: &KeyRange,
         reverse: bool,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    ) -> Result<Entries, StorageError> {
         // Pending changes in range: the event's writes shadow the overlay's.
         let mut changes: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
         if !self.event.clear {
@@ -166,10 +166,10 @@ impl StorageView<'_> {
             }
             if !self.event.clear {
                 for (k, (v, _)) in &self.overlay.entries {
-                    if !seen.contains(k.as_slice()) {
-                        if let Some(v) = v {
-                            total += (k.len() + v.len()) as u64;
-                        }
+                    if !seen.contains(k.as_slice())
+                        && let Some(v) = v
+                    {
+                        total += (k.len() + v.len()) as u64;
                     }
                 }
             }
