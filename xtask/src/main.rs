@@ -39,7 +39,11 @@ fn run(mut cmd: Command, dir: &Path, what: &str) -> Result<(), String> {
 fn build_guests() -> Result<(), String> {
     let mut cmd = cargo();
     cmd.args(["build", "--release", "--target", "wasm32-wasip2"]);
-    run(cmd, &root().join("guests"), "building the guests for wasm32-wasip2")
+    run(
+        cmd,
+        &root().join("guests"),
+        "building the guests for wasm32-wasip2",
+    )
 }
 
 /// Test dependencies that do not come from cargo: npm packages and a browser.
@@ -50,7 +54,11 @@ fn install_test_tools() -> Result<(), String> {
         if dir.join("package.json").exists() && !dir.join("node_modules").exists() {
             let mut cmd = Command::new("npm");
             cmd.args(["ci", "--no-audit", "--no-fund"]);
-            run(cmd, &dir, &format!("installing npm packages in {}", dir.display()))?;
+            run(
+                cmd,
+                &dir,
+                &format!("installing npm packages in {}", dir.display()),
+            )?;
         }
     }
     if !Path::new("/usr/bin/chromium").exists() {
@@ -59,9 +67,19 @@ fn install_test_tools() -> Result<(), String> {
         run(update, &root, "apt-get update (for Debian's chromium)")?;
         let mut install = Command::new("apt-get");
         install
-            .args(["install", "-y", "-qq", "--no-install-recommends", "chromium"])
+            .args([
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                "chromium",
+            ])
             .env("DEBIAN_FRONTEND", "noninteractive");
-        run(install, &root, "installing Debian's chromium for the browser tests")?;
+        run(
+            install,
+            &root,
+            "installing Debian's chromium for the browser tests",
+        )?;
     }
     Ok(())
 }
@@ -76,7 +94,11 @@ fn test() -> Result<(), String> {
     // The guests' own unit tests (pure logic) run natively.
     let mut guests = cargo();
     guests.args(["test", "--workspace"]);
-    run(guests, &root.join("guests"), "running the guests' unit tests")
+    run(
+        guests,
+        &root.join("guests"),
+        "running the guests' unit tests",
+    )
 }
 
 fn serve(args: &[String]) -> Result<(), String> {
