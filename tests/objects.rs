@@ -415,3 +415,75 @@ async fn a_slow_event_makes_others_wait_their_turn_not_interleave() {
     // Another object is served meanwhile.
     assert_eq!(count(&host, "free").await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runaway_guests_hit_their_limits_without_disturbing_others() {
+    let host = counter_host()
+        .toml("limits", "cpu_ms_per_event = 500")
+        .toml("limits", "memory_bytes = 33554432")
+        .start()
+        .await
+        .unwrap();
+    post(&host.url("/counter/spinner/increment"), "")
+        .await
+        .unwrap();
+    let spin = tokio::spawn({
+        let url = host.url("/counter/spinner/spin");
+        async move { post(&url, "").await.unwrap() }
+    });
+    // While one object spins, another keeps answering.
+    for i in 1..=5 {
+        let r = post(&host.url("/counter/healthy/increment"), "")
+            .await
+            .unwrap();
+        assert_eq!(r.json()["count"], i);
+    }
+    let spin = spin.await.unwrap();
+    assert_eq!(spin.status, 500);
+    assert!(spin.body.contains("CPU time limit"), "{}", spin.body);
+    assert_eq!(
+        count(&host, "spinner").await,
+        1,
+        "the spinning event's write was discarded"
+    );
+
+    let hog = post(&host.url("/counter/hog/hog"), "").await.unwrap();
+    assert_eq!(hog.status, 500, "{}", hog.body);
+    assert_eq!(hog.json()["object"], "counter/hog");
+    assert_eq!(count(&host, "hog").await, 0);
+    let r = post(&host.url("/counter/hog/increment"), "").await.unwrap();
+    assert_eq!(
+        r.json()["count"],
+        1,
+        "a fresh instance serves the next event"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_ping_gets_pong_and_bad_frames_get_close_codes() {
+    use tokio_tungstenite::tungstenite::Message;
+    let host = counter_host()
+        .toml("limits", "max_message_bytes = 1024")
+        .start()
+        .await
+        .unwrap();
+    let mut ws = Ws::connect(&host.ws_url("/counter/p/ws?name=p"))
+        .await
+        .unwrap();
+    ws.recv_type("hello").await.unwrap();
+    ws.send_message(Message::Ping(b"are you there".to_vec().into()))
+        .await
+        .unwrap();
+    ws.send("echo after-ping").await.unwrap();
+    assert_eq!(ws.recv().await.unwrap(), "after-ping");
+
+    // A message over the limit closes that socket with 1009; others are unaffected.
+    let mut other = Ws::connect(&host.ws_url("/counter/p/ws?name=q"))
+        .await
+        .unwrap();
+    other.recv_type("hello").await.unwrap();
+    ws.send(&"x".repeat(4096)).await.unwrap();
+    assert_eq!(ws.closed().await.unwrap().code, 1009);
+    other.send("echo still here").await.unwrap();
+    assert_eq!(other.recv().await.unwrap(), "still here");
+}

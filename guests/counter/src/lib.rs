@@ -85,6 +85,22 @@ impl Object for Counter {
                 while lodge_sdk::now_ms() < until {}
                 Response::json(200, &json!({ "count": bump("count", 1), "ended_at": lodge_sdk::now_ms() }))
             }
+            ("POST", "/spin") => {
+                // Never returns: the host's CPU limit must end it.
+                storage::put("count", &-7i64).unwrap();
+                let mut x: u64 = 0;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            ("POST", "/hog") => {
+                // Allocates without bound: the host's memory limit must end it.
+                storage::put("count", &-8i64).unwrap();
+                let mut chunks: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    chunks.push(std::hint::black_box(vec![1u8; 1 << 20]));
+                }
+            }
             ("GET", "/sockets") => Response::json(200, &sockets::all().len()),
             ("GET", "/whoami") => Response::json(
                 200,

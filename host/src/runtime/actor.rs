@@ -605,7 +605,9 @@ fn trap_message(error: &wasmtime::Error) -> String {
             other => format!("the guest trapped: {other}"),
         };
     }
-    let text = error.to_string();
+    // The outermost context is wasmtime's "error while executing at ..." with the
+    // backtrace; the cause is what the client can act on.
+    let text = error.root_cause().to_string();
     text.lines()
         .next()
         .unwrap_or("the guest failed")
