@@ -1,17 +1,77 @@
-// End-to-end check of the game class against a running lodge host, over real WebSockets.
-// The host must serve the class `game` with short clocks, e.g. in lodge.toml:
+// End-to-end check of the game class on a real lodge host, over real WebSockets: lobby
+// pairing, seats, refused moves, a win, reconnect by token, rematch, the turn clock, the
+// empty-room cleanup and, when it starts the host itself, a move after eviction and a
+// host restart (seat back by token, the turn clock still firing).
 //
+// Either let it start a host (from the repository root, after building both):
+//   node --experimental-websocket guests/game/web/tests/e2e.mjs --lodge target/debug/lodge
+// or point it at a running one that serves `game` with short clocks:
 //   [classes.game]
 //   component = "guests/target/wasm32-wasip2/release/game.wasm"
 //   settings = { turn_seconds = 2, cleanup_seconds = 3 }
-//
-// Run: node --experimental-websocket e2e.mjs http://127.0.0.1:8787   (Node 22+: no flag)
+//   node --experimental-websocket e2e.mjs http://127.0.0.1:8787
+// (Node 22+ needs no flag.)
 import assert from "assert/strict";
+import { spawn } from "child_process";
+import { mkdtempSync, writeFileSync, rmSync } from "fs";
+import { createServer } from "net";
+import { tmpdir } from "os";
+import { join, resolve } from "path";
 
-const base = (process.argv[2] || "http://127.0.0.1:8787").replace(/\/+$/, "");
-const wsBase = base.replace(/^http/, "ws");
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const unique = Date.now().toString(16);
+const args = process.argv.slice(2);
+const lodgeAt = args.indexOf("--lodge");
+const lodge = lodgeAt >= 0 ? resolve(args[lodgeAt + 1]) : null;
+const wasmAt = args.indexOf("--wasm");
+const wasm = resolve(wasmAt >= 0 ? args[wasmAt + 1] : "guests/target/wasm32-wasip2/release/game.wasm");
+
+let host = null, dataDir = null, config = null, base, hostLog = "";
+async function freePort() {
+  return new Promise((res) => {
+    const srv = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => res(port));
+    });
+  });
+}
+async function startHost() {
+  host = spawn(lodge, ["serve", "--config", config], { stdio: ["ignore", "pipe", "pipe"] });
+  // The host's output is shown only if the run fails.
+  host.stdout.on("data", (d) => { hostLog += d; });
+  host.stderr.on("data", (d) => { hostLog += d; });
+  for (let i = 0; i < 100; i++) {
+    try { if ((await fetch(base + "/game/lobby/state")).ok) return; } catch (_) { /* not up yet */ }
+    await sleep(100);
+  }
+  throw new Error("lodge did not come up on " + base);
+}
+async function stopHost() {
+  const exited = new Promise((r) => host.once("exit", r));
+  host.kill("SIGTERM");
+  await exited;
+}
+if (lodge) {
+  dataDir = mkdtempSync(join(tmpdir(), "lodge-game-e2e-"));
+  const port = await freePort();
+  base = "http://127.0.0.1:" + port;
+  config = join(dataDir, "lodge.toml");
+  writeFileSync(config, [
+    `listen = "127.0.0.1:${port}"`,
+    `data_dir = ${JSON.stringify(join(dataDir, "data"))}`,
+    "[runtime]", "idle_timeout_ms = 300",
+    "[classes.game]", `component = ${JSON.stringify(wasm)}`,
+    "settings = { turn_seconds = 2, cleanup_seconds = 3 }", "",
+  ].join("\n"));
+  await startHost();
+  process.on("exit", (code) => {
+    try { host.kill("SIGKILL"); } catch (_) { /* gone */ }
+    rmSync(dataDir, { recursive: true, force: true });
+    if (code) console.error("---- lodge output ----\n" + hostLog);
+  });
+} else {
+  base = (args[0] || "http://127.0.0.1:8787").replace(/\/+$/, "");
+}
+const wsBase = base.replace(/^http/, "ws");
 
 /** A WebSocket client that queues frames and waits for the one it wants. */
 class Client {
@@ -85,6 +145,12 @@ let room;
   const created = await watcher.type("created");
   assert.match(created.room, /^[0-9a-f]{16}$/);
   room = ma.room;
+  watcher.send({ type: "heartbeat" });
+  await watcher.type("pong");
+  const st = await getJson("/game/lobby/state");
+  assert.equal(typeof st.waiting, "number");
+  const made = await fetch(base + "/game/lobby/create", { method: "POST" });
+  assert.match((await made.json()).room, /^[0-9a-f]{16}$/);
   for (const c of [watcher, a, b]) c.close();
   ok("lobby pairs two players into room " + room + " and creates rooms");
 }
@@ -180,5 +246,34 @@ assert.equal((await late.type("error")).code, "bad_token");
 assert.equal((await late.type("seat")).color, "red");
 late.close();
 ok("a stale token is refused with bad_token");
+// ---- eviction and restart (only with a host of our own) ----
+if (lodge) {
+  const rpath = "/game/restart-" + Date.now().toString(16);
+  const ra = await connect(rpath + "/ws?name=ann");
+  const ta = (await ra.type("seat")).token;
+  const rb = await connect(rpath + "/ws?name=ben");
+  await rb.type("seat");
+  await ra.state((f) => f.status === "playing");
+  await sleep(1000); // idle_timeout_ms = 300: the instance is evicted, the sockets stay
+  ra.send({ type: "move", column: 3 });
+  await rb.state((f) => f.moves.length === 1);
+  ok("a move after eviction");
+
+  await stopHost();
+  await startHost();
+  const back = await connect(rpath + "/ws?token=" + ta);
+  const seat = await back.type("seat");
+  assert.equal(seat.color, "red");
+  assert.equal(seat.name, "ann");
+  s = await back.state();
+  assert.equal(s.moves.length, 1);
+  // Ben never comes back: the alarm (missed or not during the restart) forfeits him.
+  s = await back.state((f) => f.status !== "playing", 10000);
+  assert.equal(s.reason, "timeout");
+  assert.equal(s.winner, "red");
+  back.close();
+  ok("after a host restart: the seat comes back by token and the clock still runs");
+}
+
 console.log(step + " passed, 0 failed");
 process.exit(0);
