@@ -49,7 +49,7 @@ fn build_guests() -> Result<(), String> {
 /// Test dependencies that do not come from cargo: npm packages and a browser.
 fn install_test_tools() -> Result<(), String> {
     let root = root();
-    for dir in ["tests/js", "guests/chat/page-test", "guests/game/web"] {
+    for dir in ["tests/js", "tests/browser", "tests/game-browser"] {
         let dir = root.join(dir);
         if dir.join("package.json").exists() && !dir.join("node_modules").exists() {
             let mut cmd = Command::new("npm");
