@@ -12,65 +12,10 @@
 //   node --experimental-websocket e2e.mjs http://127.0.0.1:8787
 // (Node 22+ needs no flag.)
 import assert from "assert/strict";
-import { spawn } from "child_process";
-import { mkdtempSync, writeFileSync, rmSync } from "fs";
-import { createServer } from "net";
-import { tmpdir } from "os";
-import { join, resolve } from "path";
+import { sleep, useHost } from "./host.mjs";
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const args = process.argv.slice(2);
-const lodgeAt = args.indexOf("--lodge");
-const lodge = lodgeAt >= 0 ? resolve(args[lodgeAt + 1]) : null;
-const wasmAt = args.indexOf("--wasm");
-const wasm = resolve(wasmAt >= 0 ? args[wasmAt + 1] : "guests/target/wasm32-wasip2/release/game.wasm");
-
-let host = null, dataDir = null, config = null, base, hostLog = "";
-async function freePort() {
-  return new Promise((res) => {
-    const srv = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => res(port));
-    });
-  });
-}
-async function startHost() {
-  host = spawn(lodge, ["serve", "--config", config], { stdio: ["ignore", "pipe", "pipe"] });
-  // The host's output is shown only if the run fails.
-  host.stdout.on("data", (d) => { hostLog += d; });
-  host.stderr.on("data", (d) => { hostLog += d; });
-  for (let i = 0; i < 100; i++) {
-    try { if ((await fetch(base + "/game/lobby/state")).ok) return; } catch (_) { /* not up yet */ }
-    await sleep(100);
-  }
-  throw new Error("lodge did not come up on " + base);
-}
-async function stopHost() {
-  const exited = new Promise((r) => host.once("exit", r));
-  host.kill("SIGTERM");
-  await exited;
-}
-if (lodge) {
-  dataDir = mkdtempSync(join(tmpdir(), "lodge-game-e2e-"));
-  const port = await freePort();
-  base = "http://127.0.0.1:" + port;
-  config = join(dataDir, "lodge.toml");
-  writeFileSync(config, [
-    `listen = "127.0.0.1:${port}"`,
-    `data_dir = ${JSON.stringify(join(dataDir, "data"))}`,
-    "[runtime]", "idle_timeout_ms = 300",
-    "[classes.game]", `component = ${JSON.stringify(wasm)}`,
-    "settings = { turn_seconds = 2, cleanup_seconds = 3 }", "",
-  ].join("\n"));
-  await startHost();
-  process.on("exit", (code) => {
-    try { host.kill("SIGKILL"); } catch (_) { /* gone */ }
-    rmSync(dataDir, { recursive: true, force: true });
-    if (code) console.error("---- lodge output ----\n" + hostLog);
-  });
-} else {
-  base = (args[0] || "http://127.0.0.1:8787").replace(/\/+$/, "");
-}
+const host = await useHost(process.argv.slice(2), { turn_seconds: 2, cleanup_seconds: 3 });
+const base = host.base;
 const wsBase = base.replace(/^http/, "ws");
 
 /** A WebSocket client that queues frames and waits for the one it wants. */
@@ -247,7 +192,7 @@ assert.equal((await late.type("seat")).color, "red");
 late.close();
 ok("a stale token is refused with bad_token");
 // ---- eviction and restart (only with a host of our own) ----
-if (lodge) {
+if (host.own) {
   const rpath = "/game/restart-" + Date.now().toString(16);
   const ra = await connect(rpath + "/ws?name=ann");
   const ta = (await ra.type("seat")).token;
@@ -259,8 +204,8 @@ if (lodge) {
   await rb.state((f) => f.moves.length === 1);
   ok("a move after eviction");
 
-  await stopHost();
-  await startHost();
+  await host.stop();
+  await host.start();
   const back = await connect(rpath + "/ws?token=" + ta);
   const seat = await back.type("seat");
   assert.equal(seat.color, "red");

@@ -61,6 +61,7 @@ assert.equal($("#room-link").href, "http://localhost:8787/game/0123456789abcdef"
 $("#play-button").click();
 ws.recv({ type: "matched", room: "fedcba9876543210", name: "ada", opponent: "bob" });
 assert.equal($("#status").dataset.state, "matched");
+assert.equal($("#status").dataset.room, "fedcba9876543210");
 assert.equal($("#opponent").textContent, "vs bob");
 console.log("lobby page: all checks passed");
 process.exit(0);
