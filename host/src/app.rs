@@ -37,15 +37,20 @@ pub enum StartError {
     },
     #[error("no object classes are configured")]
     NoClasses,
+    #[error(transparent)]
+    AdminToken(#[from] crate::admin::TokenError),
 }
 
 /// A running host.
 pub struct Host {
     /// Where the public listener is bound.
     pub addr: SocketAddr,
+    /// Where the admin API is bound.
+    pub admin_addr: SocketAddr,
     pub runtime: Runtime,
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
+    admin: JoinHandle<()>,
     alarms: JoinHandle<()>,
     _ticker: EpochTicker,
 }
@@ -56,30 +61,34 @@ impl Host {
         if config.classes.is_empty() {
             return Err(StartError::NoClasses);
         }
+        let admin_token = crate::admin::resolve_token(&config.admin, &config.data_dir)?;
         let store = Store::open(&config.data_dir)?;
         let engine = build_engine(&config.runtime, &config.limits)
             .map_err(|e| StartError::Engine(format!("{e:#}")))?;
         let linker = bindings::linker(&engine).map_err(|e| StartError::Engine(format!("{e:#}")))?;
-        let registry = Arc::new(Registry::new(
-            engine.clone(),
-            linker,
-            &config.data_dir.join("components"),
-        ));
-        for (name, class) in &config.classes {
-            let version = registry
-                .prepare_file(&class.component, 1)
-                .map_err(|source| StartError::Class {
-                    class: name.clone(),
+        let registry =
+            Registry::open(engine.clone(), linker, &config.data_dir).map_err(|source| {
+                StartError::Class {
+                    class: "*".into(),
                     source,
-                })?;
+                }
+            })?;
+        for (name, class) in &config.classes {
             let settings: BTreeMap<String, String> = class
                 .settings
                 .iter()
                 .map(|(k, v)| (k.clone(), setting_text(v)))
                 .collect();
-            tracing::info!(class = %name, hash = %&version.hash[..12], "class loaded");
-            registry.insert(name, settings, version);
+            registry
+                .load_configured(name, &class.component, settings)
+                .map_err(|source| StartError::Class {
+                    class: name.clone(),
+                    source,
+                })?;
+            let (current, _) = registry.versions(name).unwrap_or_default();
+            tracing::info!(class = %name, version = current, "class loaded");
         }
+        let registry = Arc::new(registry);
         let ticker =
             EpochTicker::start(engine, Duration::from_millis(config.runtime.epoch_tick_ms));
         let ai = AiService::new(config.ai.clone());
@@ -103,9 +112,31 @@ impl Host {
             config.limits.clone(),
             stop_rx,
         ));
+        let admin_listener = TcpListener::bind(config.admin.listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.admin.listen,
+                source,
+            })?;
+        let admin_addr = admin_listener
+            .local_addr()
+            .map_err(|source| StartError::Listen {
+                addr: config.admin.listen,
+                source,
+            })?;
+        let admin = tokio::spawn({
+            let runtime = runtime.clone();
+            let admin_config = config.admin.clone();
+            let stop = stop.subscribe();
+            async move {
+                crate::admin::serve(admin_listener, runtime, &admin_config, admin_token, stop).await
+            }
+        });
         let alarms = tokio::spawn(crate::alarms::run(runtime.clone()));
         Ok(Host {
             addr,
+            admin_addr,
+            admin,
             runtime,
             stop,
             server,
@@ -119,6 +150,7 @@ impl Host {
     pub async fn shutdown(self, grace: Duration) {
         let _ = self.stop.send(true);
         let _ = self.server.await;
+        let _ = self.admin.await;
         self.alarms.abort();
         self.runtime.shutdown(grace).await;
     }

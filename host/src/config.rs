@@ -37,6 +37,7 @@ pub struct Config {
     pub limits: Limits,
     pub alarms: AlarmConfig,
     pub ai: AiConfig,
+    pub admin: AdminConfig,
     /// Object classes by name: `[classes.chat] component = "path/to/chat.wasm"`.
     pub classes: BTreeMap<String, ClassConfig>,
 }
@@ -134,6 +135,33 @@ impl Default for AlarmConfig {
     }
 }
 
+/// The admin API (deploy, rollback, versions, metrics).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Where the admin API listens. Off loopback it requires a configured token.
+    pub listen: SocketAddr,
+    /// The environment variable holding the bearer token. When neither it nor `token`
+    /// is set, the host makes a random token and writes it to `<data_dir>/admin.token`
+    /// (readable by the operator only), where the `lodge` CLI finds it.
+    pub token_env: String,
+    /// The bearer token itself (prefer the environment variable).
+    pub token: Option<String>,
+    /// Largest component upload.
+    pub max_upload_bytes: usize,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8788)),
+            token_env: "LODGE_ADMIN_TOKEN".into(),
+            token: None,
+            max_upload_bytes: 64 << 20,
+        }
+    }
+}
+
 /// One object class.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -155,6 +183,7 @@ impl Default for Config {
             limits: Limits::default(),
             alarms: AlarmConfig::default(),
             ai: AiConfig::default(),
+            admin: AdminConfig::default(),
             classes: BTreeMap::new(),
         }
     }
@@ -277,6 +306,7 @@ mod tests {
         assert_eq!(c.listen, d.listen);
         assert_eq!(c.limits, d.limits);
         assert_eq!(c.ai, d.ai);
+        assert_eq!(c.admin, d.admin);
         assert_eq!(c.runtime.idle_timeout_ms, d.runtime.idle_timeout_ms);
         assert_eq!(c.runtime.max_live_objects, d.runtime.max_live_objects);
         assert_eq!(c.alarms.retry_base_ms, d.alarms.retry_base_ms);

@@ -5,6 +5,7 @@
 //! Data flows one way: socket or timer -> `server` -> `runtime` (the object's mailbox)
 //! -> guest -> `bindings` -> `storage` / sockets -> commit -> outputs released.
 
+pub mod admin;
 pub mod ai;
 pub mod alarms;
 pub mod app;

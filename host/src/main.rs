@@ -8,6 +8,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use lodge::config::{self, Config, LogFormat};
 
+mod cli;
+
 #[derive(Parser)]
 #[command(
     name = "lodge",
@@ -23,6 +25,55 @@ struct Cli {
 enum Command {
     /// Serve the configured object classes over HTTP and WebSockets (the default).
     Serve(ServeArgs),
+    /// Deploy a new version of a class to the running host (compiled and validated
+    /// before it switches; open WebSockets stay connected).
+    Deploy {
+        /// The class, e.g. `chat`.
+        class: String,
+        /// The component (`cargo build --target wasm32-wasip2` output).
+        file: PathBuf,
+        /// A label kept with the version.
+        #[arg(long)]
+        label: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Switch a class back to a kept version (default: the one before the current).
+    Rollback {
+        class: String,
+        version: Option<u64>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List a class's kept versions.
+    Versions {
+        class: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Watch the guests' sources, rebuild on change and hot-swap the changed classes
+    /// into the running host (a build error leaves the old version serving).
+    Dev {
+        /// The guests workspace to build.
+        #[arg(long, default_value = "guests")]
+        guests: PathBuf,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// How the CLI reaches the admin API of a running host.
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The config file of the running host (for its admin address and data dir).
+    #[arg(long, short, env = "LODGE_CONFIG")]
+    config: Option<PathBuf>,
+    /// The admin API, e.g. http://127.0.0.1:8788 (default: `admin.listen` of the config).
+    #[arg(long, env = "LODGE_ADMIN_URL")]
+    admin_url: Option<String>,
+    /// The bearer token (default: $LODGE_ADMIN_TOKEN, else <data_dir>/admin.token).
+    #[arg(long, env = "LODGE_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(clap::Args, Default)]
@@ -44,6 +95,24 @@ fn main() -> Result<()> {
     let args = match cli.command {
         Some(Command::Serve(a)) => a,
         None => ServeArgs::default(),
+        Some(Command::Deploy {
+            class,
+            file,
+            label,
+            admin,
+        }) => return cli::deploy(&admin.client()?, &class, &file, label.as_deref()),
+        Some(Command::Rollback {
+            class,
+            version,
+            admin,
+        }) => return cli::rollback(&admin.client()?, &class, version),
+        Some(Command::Versions { class, admin }) => {
+            return cli::versions(&admin.client()?, &class);
+        }
+        Some(Command::Dev { guests, admin }) => {
+            let config = admin.config()?;
+            return cli::dev(&admin.client()?, &config, &guests);
+        }
     };
     let config = load_config(&args)?;
     init_logs(config.log_format);
@@ -54,13 +123,49 @@ fn main() -> Result<()> {
     runtime.block_on(serve(config))
 }
 
-fn load_config(args: &ServeArgs) -> Result<Config> {
+impl AdminArgs {
+    fn config(&self) -> Result<Config> {
+        read_config(self.config.as_deref())
+    }
+
+    fn client(&self) -> Result<cli::AdminClient> {
+        let config = self.config()?;
+        let base = self
+            .admin_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", config.admin.listen));
+        let token = match &self.token {
+            Some(t) => t.clone(),
+            None => match std::env::var(&config.admin.token_env)
+                .ok()
+                .filter(|t| !t.is_empty())
+            {
+                Some(t) => t,
+                None => {
+                    let path = lodge::admin::token_file(&config.data_dir);
+                    std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading the admin token from {} (or set LODGE_ADMIN_TOKEN / --token)", path.display()))?
+                        .trim()
+                        .to_string()
+                }
+            },
+        };
+        Ok(cli::AdminClient::new(base, token))
+    }
+}
+
+/// The config file named, else ./lodge.toml, else the defaults.
+fn read_config(path: Option<&Path>) -> Result<Config> {
     let default_file = Path::new("lodge.toml");
-    let mut config = match &args.config {
+    Ok(match path {
         Some(path) => Config::load(path)?,
         None if default_file.exists() => Config::load(default_file)?,
         None => Config::default(),
-    };
+    })
+}
+
+fn load_config(args: &ServeArgs) -> Result<Config> {
+    let mut config = read_config(args.config.as_deref())?;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
@@ -100,6 +205,7 @@ async fn serve(config: Config) -> Result<()> {
         .with_context(|| format!("starting lodge with data in {}", data_dir.display()))?;
     // Tests and scripts read this line to learn the port.
     println!("lodge listening on http://{}", host.addr);
+    println!("lodge admin on http://{}", host.admin_addr);
     tracing::info!(addr = %host.addr, data = %data_dir.display(), "serving");
     shutdown_signal().await;
     tracing::info!("shutting down");

@@ -61,6 +61,39 @@ pub fn guest(name: &str) -> PathBuf {
 /// A class: its name, component file and settings (TOML values).
 type ClassEntry = (String, PathBuf, Vec<(String, String)>);
 
+/// Builds a variant of a guest with cargo features into its own target dir (once per
+/// test binary and variant) and returns its component.
+pub fn guest_variant(name: &str, features: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let root = repo_root();
+    let target = root.join("guests/target/variants").join(features);
+    let key = format!("{name}/{features}");
+    let mut built = BUILT.lock().expect("variants lock");
+    if !built.contains(&key) {
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--quiet",
+                "-p",
+                name,
+            ])
+            .args(["--features", features, "--target-dir"])
+            .arg(&target)
+            .current_dir(root.join("guests"))
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .status()
+            .expect("run cargo");
+        assert!(status.success(), "building {key} failed");
+        built.push(key);
+    }
+    target.join(format!("wasm32-wasip2/release/{name}.wasm"))
+}
+
 /// How to configure a host before starting it.
 #[derive(Clone)]
 pub struct HostConfig {
@@ -136,6 +169,10 @@ impl HostConfig {
             "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n",
             data_dir.display().to_string()
         );
+        sections
+            .entry("[admin]".into())
+            .or_default()
+            .insert(0, "listen = \"127.0.0.1:0\"".into());
         for (head, lines) in sections {
             out.push_str(&format!("{head}\n{}\n", lines.join("\n")));
         }
@@ -167,6 +204,7 @@ impl HostConfig {
             data_dir,
             child: None,
             addr: "127.0.0.1:0".parse().expect("addr"),
+            admin_addr: "127.0.0.1:0".parse().expect("addr"),
             log: Arc::new(LogLines::default()),
         };
         host.spawn().await?;
@@ -220,6 +258,8 @@ pub struct Host {
     child: Option<Child>,
     /// The public listener.
     pub addr: SocketAddr,
+    /// The admin API.
+    pub admin_addr: SocketAddr,
     /// The process's log lines (of its current run).
     pub log: Arc<LogLines>,
 }
@@ -272,12 +312,16 @@ impl Host {
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::spawn(move || {
             let mut tx = Some(tx);
+            let mut public = None;
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("lodge listening on http://")
-                    && let Some(tx) = tx.take()
+                if let Some(addr) = line.strip_prefix("lodge listening on http://") {
+                    public = Some(addr.trim().to_string());
+                }
+                if let Some(admin) = line.strip_prefix("lodge admin on http://")
+                    && let (Some(public), Some(tx)) = (public.take(), tx.take())
                 {
-                    let _ = tx.send(addr.trim().to_string());
+                    let _ = tx.send((public, admin.trim().to_string()));
                 }
             }
         });
@@ -291,7 +335,8 @@ impl Host {
                 )
             })?
             .map_err(|_| anyhow!("the host exited at start: {}", self.log.all().join("\n")))?;
-        self.addr = addr.parse()?;
+        self.addr = addr.0.parse()?;
+        self.admin_addr = addr.1.parse()?;
         Ok(())
     }
 
@@ -303,6 +348,30 @@ impl Host {
     /// `ws://ADDR{path}`.
     pub fn ws_url(&self, path: &str) -> String {
         format!("ws://{}{path}", self.addr)
+    }
+
+    /// `http://ADMIN{path}`.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin_addr)
+    }
+
+    /// The admin token the host generated into its data dir.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin.token"))
+            .expect("the host wrote its admin token")
+            .trim()
+            .to_string()
+    }
+
+    /// Calls the admin API with the host's token.
+    pub async fn admin(&self, method: &str, path: &str, body: Vec<u8>) -> Result<Reply> {
+        admin_call(
+            &self.admin_url(path),
+            method,
+            Some(&self.admin_token()),
+            body,
+        )
+        .await
     }
 
     /// The data dir (kept across restarts).
@@ -392,6 +461,36 @@ pub async fn http(method: &str, url: &str, body: &str) -> Result<Reply> {
     Ok(Reply {
         status,
         body,
+        content_type,
+    })
+}
+
+/// Calls an admin URL with an optional bearer token and a binary body.
+pub async fn admin_call(
+    url: &str,
+    method: &str,
+    token: Option<&str>,
+    body: Vec<u8>,
+) -> Result<Reply> {
+    let method = reqwest::Method::from_bytes(method.as_bytes())?;
+    let mut req = client().request(method, url).body(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("request to {url}"))?;
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    Ok(Reply {
+        status,
+        body: resp.text().await?,
         content_type,
     })
 }

@@ -4,6 +4,9 @@
 use lodge_sdk::{Connect, Message, Object, Request, Response, Socket, alarms, sockets, storage};
 use serde_json::json;
 
+/// The class version, observable by clients (hot-swap tests deploy both).
+const VERSION: &str = if cfg!(feature = "v2") { "v2" } else { "v1" };
+
 /// The counter object. It keeps nothing in memory: every event reads storage.
 struct Counter;
 
@@ -101,6 +104,9 @@ impl Object for Counter {
                     chunks.push(std::hint::black_box(vec![1u8; 1 << 20]));
                 }
             }
+            ("GET", "/version") => Response::json(200, &json!({ "version": VERSION })),
+            #[cfg(feature = "fs")]
+            ("GET", "/file") => Response::text(200, std::fs::read_to_string("/etc/passwd").unwrap_or_default()),
             ("GET", "/sockets") => Response::json(200, &sockets::all().len()),
             ("GET", "/whoami") => Response::json(
                 200,
@@ -134,6 +140,9 @@ impl Object for Counter {
             "inc" => {
                 let n = bump("count", 1);
                 let _ = socket.send_json(&json!({ "type": "count", "count": n }));
+            }
+            "version" => {
+                let _ = socket.send_json(&json!({ "type": "version", "version": VERSION }));
             }
             "echo" => {
                 let _ = socket.send_text(arg);

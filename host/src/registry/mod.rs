@@ -1,14 +1,22 @@
-//! Classes and their component versions. A version is compiled once: its precompiled
+//! Classes and their component versions, kept in the data dir (`manifest`) so that
+//! deploys survive restarts and old versions stay available for rollback. Switching a
+//! class to another version is one pointer swap; each live object moves to it at its
+//! next event (see `runtime`). A version is compiled once: its precompiled
 //! artifact is kept in the data dir by content hash, so a restart deserializes it
 //! (microseconds) instead of compiling (tens of milliseconds per class). Each version
 //! is validated by pre-instantiating it against the host's linker: a component that
 //! imports anything lodge does not provide, or does not export the `object-class`
 //! world, is refused before it can serve.
 
+mod manifest;
+
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use manifest::{ClassRecord, Manifest, Source, VersionInfo};
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
@@ -33,6 +41,33 @@ pub enum RegistryError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("no class named '{0}'")]
+    UnknownClass(String),
+    #[error("class '{class}' has no version {version}")]
+    UnknownVersion { class: String, version: u64 },
+    #[error("class '{0}' has no earlier version to roll back to")]
+    NothingToRollBack(String),
+    #[error("cannot record the registry in {path}: {source}")]
+    Manifest {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What a deploy did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployed {
+    pub version: u64,
+    pub hash: String,
+    /// The same bytes were already the current version: nothing changed.
+    pub unchanged: bool,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// One compiled, validated component of a class.
@@ -67,19 +102,235 @@ impl Class {
 pub struct Registry {
     engine: Engine,
     linker: Linker<HostState>,
+    /// The data dir: `registry.json` and `components/`.
+    dir: PathBuf,
     cache_dir: PathBuf,
     classes: RwLock<BTreeMap<String, Arc<Class>>>,
+    /// Serialises changes to the manifest (deploys, rollbacks).
+    manifest: Mutex<Manifest>,
 }
 
 impl Registry {
-    /// A registry whose compiled artifacts live in `cache_dir`.
-    pub fn new(engine: Engine, linker: Linker<HostState>, cache_dir: &Path) -> Registry {
-        Registry {
+    /// The registry kept in `data_dir`.
+    pub fn open(
+        engine: Engine,
+        linker: Linker<HostState>,
+        data_dir: &Path,
+    ) -> Result<Registry, RegistryError> {
+        let manifest = Manifest::load(data_dir).map_err(|source| RegistryError::Manifest {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        Ok(Registry {
             engine,
             linker,
-            cache_dir: cache_dir.to_path_buf(),
+            dir: data_dir.to_path_buf(),
+            cache_dir: data_dir.join("components"),
             classes: RwLock::new(BTreeMap::new()),
+            manifest: Mutex::new(manifest),
+        })
+    }
+
+    fn save(&self, manifest: &Manifest) -> Result<(), RegistryError> {
+        manifest
+            .save(&self.dir)
+            .map_err(|source| RegistryError::Manifest {
+                path: self.dir.clone(),
+                source,
+            })
+    }
+
+    fn component_path(&self, hash: &str) -> PathBuf {
+        self.cache_dir.join(format!("{hash}.wasm"))
+    }
+
+    /// Keeps the component bytes by hash (for rollback and restarts).
+    fn keep_bytes(&self, hash: &str, bytes: &[u8]) -> Result<(), RegistryError> {
+        let path = self.component_path(hash);
+        if path.exists() {
+            return Ok(());
         }
+        let cache = |source| RegistryError::Cache {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&self.cache_dir).map_err(cache)?;
+        let tmp = path.with_extension("wasm.tmp");
+        std::fs::write(&tmp, bytes)
+            .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(cache)
+    }
+
+    /// Serves the class named in the config: its recorded current version, unless the
+    /// config's component changed since the last start (then that is the newest deploy).
+    pub fn load_configured(
+        &self,
+        name: &str,
+        component: &Path,
+        settings: BTreeMap<String, String>,
+    ) -> Result<(), RegistryError> {
+        let bytes = std::fs::read(component).map_err(|source| RegistryError::Read {
+            path: component.to_path_buf(),
+            source,
+        })?;
+        let hash = hex::encode(Sha256::digest(&bytes));
+        let mut manifest = self.manifest.lock().expect("manifest lock");
+        let record = manifest.classes.entry(name.to_string()).or_default();
+        if record.config_hash.as_deref() != Some(&hash) {
+            let number = match record.by_hash(&hash) {
+                Some(v) => v.number,
+                None => {
+                    let number = record.next_number();
+                    record.versions.push(VersionInfo {
+                        number,
+                        hash: hash.clone(),
+                        deployed_at_ms: now_ms(),
+                        label: None,
+                        source: Source::Config,
+                    });
+                    number
+                }
+            };
+            record.current = number;
+            record.config_hash = Some(hash.clone());
+            self.keep_bytes(&hash, &bytes)?;
+        }
+        let current = record.version(record.current).cloned().ok_or_else(|| {
+            RegistryError::UnknownVersion {
+                class: name.to_string(),
+                version: record.current,
+            }
+        })?;
+        let manifest_copy = manifest.clone();
+        drop(manifest);
+        let version = if current.hash == hash {
+            self.prepare(&bytes, &component.display().to_string(), current.number)?
+        } else {
+            self.prepare_kept(&current)?
+        };
+        self.save(&manifest_copy)?;
+        self.insert(name, settings, version);
+        Ok(())
+    }
+
+    fn prepare_kept(&self, info: &VersionInfo) -> Result<ClassVersion, RegistryError> {
+        let path = self.component_path(&info.hash);
+        self.prepare_file(&path, info.number)
+    }
+
+    /// Compiles and validates `bytes` as a new version of `class` (without switching).
+    /// `Ok(Err(deployed))` means the bytes are already the current version.
+    pub fn stage(
+        &self,
+        class: &str,
+        bytes: &[u8],
+    ) -> Result<Result<ClassVersion, Deployed>, RegistryError> {
+        let Some(_) = self.class(class) else {
+            return Err(RegistryError::UnknownClass(class.to_string()));
+        };
+        let hash = hex::encode(Sha256::digest(bytes));
+        {
+            let manifest = self.manifest.lock().expect("manifest lock");
+            if let Some(record) = manifest.classes.get(class)
+                && let Some(current) = record.version(record.current)
+                && current.hash == hash
+            {
+                return Ok(Err(Deployed {
+                    version: current.number,
+                    hash,
+                    unchanged: true,
+                }));
+            }
+        }
+        let version = self.prepare(bytes, &format!("the component for '{class}'"), 0)?;
+        Ok(Ok(version))
+    }
+
+    /// Records a staged version and makes it current.
+    pub fn commit_deploy(
+        &self,
+        class: &str,
+        bytes: &[u8],
+        mut version: ClassVersion,
+        label: Option<String>,
+    ) -> Result<Deployed, RegistryError> {
+        let entry = self
+            .class(class)
+            .ok_or_else(|| RegistryError::UnknownClass(class.to_string()))?;
+        self.keep_bytes(&version.hash, bytes)?;
+        let mut manifest = self.manifest.lock().expect("manifest lock");
+        let record = manifest.classes.entry(class.to_string()).or_default();
+        let number = match record.by_hash(&version.hash) {
+            Some(v) => v.number,
+            None => {
+                let number = record.next_number();
+                record.versions.push(VersionInfo {
+                    number,
+                    hash: version.hash.clone(),
+                    deployed_at_ms: now_ms(),
+                    label,
+                    source: Source::Deploy,
+                });
+                number
+            }
+        };
+        record.current = number;
+        let copy = manifest.clone();
+        self.save(&copy)?;
+        version.number = number;
+        let hash = version.hash.clone();
+        entry.switch_to(Arc::new(version));
+        drop(manifest);
+        Ok(Deployed {
+            version: number,
+            hash,
+            unchanged: false,
+        })
+    }
+
+    /// Makes a kept version current again: `to`, or the newest one before the current.
+    pub fn rollback(&self, class: &str, to: Option<u64>) -> Result<u64, RegistryError> {
+        let entry = self
+            .class(class)
+            .ok_or_else(|| RegistryError::UnknownClass(class.to_string()))?;
+        let mut manifest = self.manifest.lock().expect("manifest lock");
+        let record = manifest
+            .classes
+            .get_mut(class)
+            .ok_or_else(|| RegistryError::UnknownClass(class.to_string()))?;
+        let target = match to {
+            Some(n) => record
+                .version(n)
+                .cloned()
+                .ok_or_else(|| RegistryError::UnknownVersion {
+                    class: class.to_string(),
+                    version: n,
+                })?,
+            None => record
+                .versions
+                .iter()
+                .filter(|v| v.number < record.current)
+                .max_by_key(|v| v.number)
+                .cloned()
+                .ok_or_else(|| RegistryError::NothingToRollBack(class.to_string()))?,
+        };
+        let version = self.prepare_kept(&target)?;
+        record.current = target.number;
+        let copy = manifest.clone();
+        self.save(&copy)?;
+        entry.switch_to(Arc::new(version));
+        Ok(target.number)
+    }
+
+    /// A class's kept versions and its current version number.
+    pub fn versions(&self, class: &str) -> Option<(u64, Vec<VersionInfo>)> {
+        let manifest = self.manifest.lock().expect("manifest lock");
+        manifest
+            .classes
+            .get(class)
+            .filter(|_| self.class(class).is_some())
+            .map(|r| (r.current, r.versions.clone()))
     }
 
     /// Compiles (or loads the cached artifact of) a component file and validates it.
@@ -161,7 +412,7 @@ impl Registry {
     }
 
     /// Adds a class serving `version`.
-    pub fn insert(&self, name: &str, settings: BTreeMap<String, String>, version: ClassVersion) {
+    fn insert(&self, name: &str, settings: BTreeMap<String, String>, version: ClassVersion) {
         let class = Arc::new(Class {
             name: Arc::from(name),
             settings: Arc::new(settings),

@@ -59,23 +59,7 @@ pub(super) fn spawn(rt: Arc<Inner>, object: ObjectRef) -> Arc<ObjectEntry> {
         control: control_tx.clone(),
         sockets: sockets.clone(),
     });
-    let settings = rt
-        .registry
-        .class(&object.class)
-        .map(|c| c.settings.clone())
-        .unwrap_or_default();
-    let ctx = Arc::new(ObjectContext {
-        object: object.clone(),
-        settings,
-        limits: rt.limits.clone(),
-        store: rt.store.clone(),
-        overlay: Arc::new(Mutex::new(Overlay::default())),
-        sockets,
-        ai: rt.ai.clone(),
-        streams: Arc::new(Mutex::new(HashMap::new())),
-        ai_streams_per_object: rt.ai_streams_per_object,
-        stream_ids: rt.stream_ids.clone(),
-    });
+    let ctx = object_context(&rt, object.clone(), sockets.clone());
     let (gate_tx, gate_rx) = mpsc::unbounded_channel();
     let commit_failed = Arc::new(AtomicBool::new(false));
     let span =
@@ -111,6 +95,56 @@ pub(super) fn spawn(rt: Arc<Inner>, object: ObjectRef) -> Arc<ObjectEntry> {
     };
     tokio::spawn(actor.run().instrument(span));
     entry
+}
+
+/// What an instance of `object` shares with its host: settings, limits, storage layers,
+/// sockets, AI streams.
+pub(super) fn object_context(
+    rt: &Inner,
+    object: ObjectRef,
+    sockets: Arc<Mutex<SocketTable>>,
+) -> Arc<ObjectContext> {
+    let settings = rt
+        .registry
+        .class(&object.class)
+        .map(|c| c.settings.clone())
+        .unwrap_or_default();
+    Arc::new(ObjectContext {
+        object,
+        settings,
+        limits: rt.limits.clone(),
+        store: rt.store.clone(),
+        overlay: Arc::new(Mutex::new(Overlay::default())),
+        sockets,
+        ai: rt.ai.clone(),
+        streams: Arc::new(Mutex::new(HashMap::new())),
+        ai_streams_per_object: rt.ai_streams_per_object,
+        stream_ids: rt.stream_ids.clone(),
+    })
+}
+
+/// A store for one instance, with its memory limit and CPU budget per event.
+pub(super) fn new_store(rt: &Inner, ctx: Arc<ObjectContext>) -> wasmtime::Store<HostState> {
+    let mut store = wasmtime::Store::new(rt.registry.engine(), HostState::new(ctx));
+    store.limiter(|s| &mut s.limits);
+    let tick = rt.config.epoch_tick_ms.max(1);
+    let max_ticks = rt.limits.cpu_ms_per_event.div_ceil(tick);
+    store.set_epoch_deadline(1);
+    // Each tick the guest yields to the executor (so one busy object cannot starve the
+    // others on the same thread) and is charged; past its CPU budget it traps.
+    store.epoch_deadline_callback(move |mut cx| {
+        let state = cx.data_mut();
+        state.ticks += 1;
+        if state.ticks > max_ticks {
+            Err(wasmtime::Error::msg(format!(
+                "the event exceeded its CPU time limit of {} ms",
+                max_ticks * tick
+            )))
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    store
 }
 
 fn now_ms() -> u64 {
@@ -237,26 +271,7 @@ impl Actor {
                     object: object.to_string(),
                     message: "every live-object slot is busy".into(),
                 })?;
-        let engine = self.rt.registry.engine();
-        let mut store = wasmtime::Store::new(engine, HostState::new(self.ctx.clone()));
-        store.limiter(|s| &mut s.limits);
-        let tick = self.rt.config.epoch_tick_ms.max(1);
-        let max_ticks = self.rt.limits.cpu_ms_per_event.div_ceil(tick);
-        store.set_epoch_deadline(1);
-        // Each tick the guest yields to the executor (so one busy object cannot starve
-        // the others on the same thread) and is charged; past its CPU budget it traps.
-        store.epoch_deadline_callback(move |mut cx| {
-            let state = cx.data_mut();
-            state.ticks += 1;
-            if state.ticks > max_ticks {
-                Err(wasmtime::Error::msg(format!(
-                    "the event exceeded its CPU time limit of {} ms",
-                    max_ticks * tick
-                )))
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
+        let mut store = new_store(&self.rt, self.ctx.clone());
         let bindings = version
             .pre
             .instantiate_async(&mut store)

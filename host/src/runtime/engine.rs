@@ -14,6 +14,10 @@ use crate::config::{Limits, RuntimeConfig};
 /// adapter and the small shim modules `wasm-component-ld` adds), with room to spare.
 const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
 
+/// Instances beyond the live-object cap, for instantiating a new version once before
+/// it is deployed.
+const PROBE_SLOTS: u32 = 4;
+
 /// Builds the engine for these limits.
 pub fn build_engine(runtime: &RuntimeConfig, limits: &Limits) -> wasmtime::Result<Engine> {
     Engine::new(&engine_config(runtime, limits))
@@ -28,7 +32,8 @@ pub fn engine_config(runtime: &RuntimeConfig, limits: &Limits) -> Config {
     config.wasm_component_model(true);
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
 
-    let cap = runtime.max_live_objects;
+    // A few slots beyond the live cap for deploy probes (see `Runtime::probe`).
+    let cap = runtime.max_live_objects + PROBE_SLOTS;
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(cap)
         .total_core_instances(cap * CORE_INSTANCES_PER_COMPONENT)

@@ -85,13 +85,12 @@ fn perform(object: &Arc<ObjectContext>, control: &mpsc::UnboundedSender<Envelope
                 control: control.clone(),
             };
             let owner = object.object.id.to_hex();
+            // Held across start and insert: the actor looks the stream up under this
+            // lock when its first event arrives, so it can never miss the handle.
+            let mut streams = object.streams.lock().expect("streams lock");
             match object.ai.start(&owner, request, sink) {
                 Ok(handle) => {
-                    object
-                        .streams
-                        .lock()
-                        .expect("streams lock")
-                        .insert(stream, handle);
+                    streams.insert(stream, handle);
                 }
                 Err(e) => {
                     let event = Event::Ai {

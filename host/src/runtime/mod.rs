@@ -304,6 +304,24 @@ impl Runtime {
         rx.await.map_err(|_| EventError::ShuttingDown)
     }
 
+    /// Instantiates `version` of `class` once in a throwaway store, to refuse a
+    /// component that traps while starting before any object runs on it.
+    pub async fn probe(
+        &self,
+        class: &str,
+        version: &crate::registry::ClassVersion,
+    ) -> Result<(), String> {
+        let object = ObjectRef::new(class, "lodge-deploy-probe").map_err(|e| e.to_string())?;
+        let ctx = actor::object_context(&self.inner, object, Arc::default());
+        let mut store = actor::new_store(&self.inner, ctx);
+        version
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("{:#}", e))
+    }
+
     /// Stops accepting events, closes every socket with 1001 and waits (bounded) for
     /// queued events and commits to finish.
     pub async fn shutdown(&self, grace: Duration) {

@@ -1,0 +1,348 @@
+//! The admin API, on its own listener (loopback by default): deploy, roll back and list
+//! class versions, Prometheus metrics, health. Every call but the health checks needs
+//! the operator's bearer token, compared in constant time. Uploads are size-limited,
+//! and a component is compiled, validated and instantiated once before it can serve.
+
+mod token;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Method, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::AdminConfig;
+use crate::registry::RegistryError;
+use crate::runtime::Runtime;
+pub use token::{TokenError, resolve_token};
+
+type HttpResponse = hyper::Response<Full<Bytes>>;
+
+struct Admin {
+    runtime: Runtime,
+    token: String,
+    max_upload: usize,
+    deploys: AtomicU64,
+}
+
+/// Serves the admin API on `listener` until `stop` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    runtime: Runtime,
+    config: &AdminConfig,
+    token: String,
+    mut stop: watch::Receiver<bool>,
+) {
+    let admin = Arc::new(Admin {
+        runtime,
+        token,
+        max_upload: config.max_upload_bytes,
+        deploys: AtomicU64::new(0),
+    });
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => break,
+        };
+        let Ok((tcp, _)) = accepted else {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(handle(&admin, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10))
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}
+
+/// Whether an admin listener on `addr` may run without an operator-chosen token.
+pub fn is_loopback(addr: &SocketAddr) -> bool {
+    addr.ip().is_loopback()
+}
+
+fn reply(status: StatusCode, body: Value) -> HttpResponse {
+    let mut resp = hyper::Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
+    reply(status, json!({ "error": message.into() }))
+}
+
+fn registry_error(e: &RegistryError) -> HttpResponse {
+    let status = match e {
+        RegistryError::UnknownClass(_) | RegistryError::UnknownVersion { .. } => {
+            StatusCode::NOT_FOUND
+        }
+        RegistryError::Compile { .. }
+        | RegistryError::World { .. }
+        | RegistryError::NothingToRollBack(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e.to_string())
+}
+
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| {
+            percent_encoding::percent_decode_str(&v.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+async fn handle(admin: &Admin, req: hyper::Request<Incoming>) -> HttpResponse {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    // Health checks reveal nothing and must work for probes without secrets.
+    match (method.clone(), path.as_str()) {
+        (Method::GET, "/healthz") => return reply(StatusCode::OK, json!({ "status": "ok" })),
+        (Method::GET, "/readyz") => return reply(StatusCode::OK, json!({ "status": "ready" })),
+        _ => {}
+    }
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !token::matches(presented, &admin.token) {
+        let mut resp = error(
+            StatusCode::UNAUTHORIZED,
+            "the admin API needs `Authorization: Bearer <token>` (the operator's LODGE_ADMIN_TOKEN, or <data_dir>/admin.token)",
+        );
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return resp;
+    }
+    let query = req.uri().query().unwrap_or("").to_string();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method, segments.as_slice()) {
+        (Method::GET, ["metrics"]) => metrics(admin),
+        (Method::GET, ["classes"]) => {
+            let registry = admin.runtime.registry();
+            let classes: Vec<Value> = registry
+                .names()
+                .into_iter()
+                .map(|name| {
+                    let current = registry.versions(&name).map(|(c, _)| c);
+                    json!({ "class": name, "current": current })
+                })
+                .collect();
+            reply(StatusCode::OK, json!(classes))
+        }
+        (Method::GET, ["classes", class, "versions"]) => {
+            match admin.runtime.registry().versions(class) {
+                Some((current, versions)) => reply(
+                    StatusCode::OK,
+                    json!({ "class": class, "current": current, "versions": versions.iter().map(|v| json!({
+                        "version": v.number,
+                        "hash": v.hash,
+                        "deployed_at_ms": v.deployed_at_ms,
+                        "label": v.label,
+                        "source": v.source,
+                        "current": v.number == current,
+                    })).collect::<Vec<_>>() }),
+                ),
+                None => error(StatusCode::NOT_FOUND, format!("no class named '{class}'")),
+            }
+        }
+        (Method::POST, ["classes", class, "versions"]) => {
+            let class = class.to_string();
+            let label = query_param(&query, "label").filter(|l| !l.is_empty());
+            let body = match Limited::new(req.into_body(), admin.max_upload)
+                .collect()
+                .await
+            {
+                Ok(b) => b.to_bytes(),
+                Err(_) => {
+                    return error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!(
+                            "the upload is larger than {} bytes (admin.max_upload_bytes)",
+                            admin.max_upload
+                        ),
+                    );
+                }
+            };
+            deploy(admin, class, body, label).await
+        }
+        (Method::POST, ["classes", class, "rollback"]) => {
+            let to = match query_param(&query, "version") {
+                Some(v) => match v.parse() {
+                    Ok(n) => Some(n),
+                    Err(_) => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            format!("version '{v}' is not a number"),
+                        );
+                    }
+                },
+                None => None,
+            };
+            match admin.runtime.registry().rollback(class, to) {
+                Ok(version) => {
+                    tracing::info!(class = %class, version, "rolled back");
+                    admin.deploys.fetch_add(1, Ordering::Relaxed);
+                    reply(
+                        StatusCode::OK,
+                        json!({ "class": class, "version": version }),
+                    )
+                }
+                Err(e) => registry_error(&e),
+            }
+        }
+        _ => error(StatusCode::NOT_FOUND, format!("no admin route {path}")),
+    }
+}
+
+async fn deploy(admin: &Admin, class: String, body: Bytes, label: Option<String>) -> HttpResponse {
+    let registry = admin.runtime.registry().clone();
+    let staged = {
+        let class = class.clone();
+        let body = body.clone();
+        // Compiling takes tens of milliseconds of CPU: keep it off the async workers.
+        tokio::task::spawn_blocking(move || registry.stage(&class, &body)).await
+    };
+    let version = match staged {
+        Ok(Ok(Ok(version))) => version,
+        Ok(Ok(Err(unchanged))) => {
+            return reply(
+                StatusCode::OK,
+                json!({ "class": class, "version": unchanged.version, "hash": unchanged.hash, "unchanged": true }),
+            );
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(class = %class, error = %e, "deploy refused");
+            return registry_error(&e);
+        }
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("compile task failed: {e}"),
+            );
+        }
+    };
+    if let Err(e) = admin.runtime.probe(&class, &version).await {
+        tracing::warn!(class = %class, error = %e, "deploy refused: the component fails to start");
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("the component for '{class}' fails while starting: {e}"),
+        );
+    }
+    match admin
+        .runtime
+        .registry()
+        .commit_deploy(&class, &body, version, label)
+    {
+        Ok(done) => {
+            tracing::info!(class = %class, version = done.version, hash = %&done.hash[..12], "deployed");
+            admin.deploys.fetch_add(1, Ordering::Relaxed);
+            reply(
+                StatusCode::OK,
+                json!({ "class": class, "version": done.version, "hash": done.hash, "unchanged": false }),
+            )
+        }
+        Err(e) => registry_error(&e),
+    }
+}
+
+fn metrics(admin: &Admin) -> HttpResponse {
+    let rt = &admin.runtime;
+    let m = rt.metrics();
+    let store = rt.store().stats();
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let lines = [
+        (
+            "lodge_live_objects",
+            "gauge",
+            "Live object instances.",
+            rt.live_objects() as u64,
+        ),
+        (
+            "lodge_activations_total",
+            "counter",
+            "Instances created.",
+            load(&m.activations),
+        ),
+        (
+            "lodge_evictions_total",
+            "counter",
+            "Instances evicted (idle or LRU).",
+            load(&m.evictions),
+        ),
+        (
+            "lodge_events_total",
+            "counter",
+            "Events delivered to objects.",
+            load(&m.events),
+        ),
+        (
+            "lodge_event_failures_total",
+            "counter",
+            "Events that trapped or hit a limit.",
+            load(&m.event_failures),
+        ),
+        (
+            "lodge_commits_total",
+            "counter",
+            "Group commits (fsyncs) of the storage writer.",
+            load(&store.commits),
+        ),
+        (
+            "lodge_committed_batches_total",
+            "counter",
+            "Event batches committed.",
+            load(&store.batches),
+        ),
+        (
+            "lodge_deploys_total",
+            "counter",
+            "Deploys and rollbacks.",
+            load(&admin.deploys),
+        ),
+    ];
+    let mut text = String::new();
+    for (name, kind, help, value) in lines {
+        text.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    }
+    let mut resp = hyper::Response::new(Full::new(Bytes::from(text)));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    resp
+}
+
+/// Where the generated token is kept.
+pub fn token_file(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("admin.token")
+}
