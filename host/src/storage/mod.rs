@@ -8,7 +8,7 @@
 //! fsync, which is what lets durable events per second exceed fsyncs per second. Nothing
 //! here knows about WASM: callers hand over plain keys and values.
 
-mod keys;
+pub mod keys;
 mod txn;
 
 use std::ops::Bound;
