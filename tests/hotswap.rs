@@ -110,8 +110,14 @@ async fn a_deploy_during_a_burst_loses_nothing() {
                 for _ in 0..EACH {
                     ws.send("inc").await.unwrap();
                 }
+                // Each client's acknowledgements come back in the order it sent them.
+                let mut last = 0;
                 for _ in 0..EACH {
-                    ws.recv_type("count").await.unwrap();
+                    let n = ws.recv_type("count").await.unwrap()["count"]
+                        .as_i64()
+                        .unwrap();
+                    assert!(n > last, "reordered: {n} after {last}");
+                    last = n;
                 }
                 ws
             })

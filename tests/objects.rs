@@ -487,3 +487,23 @@ async fn websocket_ping_gets_pong_and_bad_frames_get_close_codes() {
     other.send("echo still here").await.unwrap();
     assert_eq!(other.recv().await.unwrap(), "still here");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_can_be_set_per_class() {
+    let host = counter_host()
+        .class("tiny", "counter")
+        .toml("classes.tiny.limits", "max_body_bytes = 10")
+        .start()
+        .await
+        .unwrap();
+    let body = "x".repeat(100);
+    let r = http("PUT", &host.url("/tiny/a/kv?key=k"), &body)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(r.json()["error"].as_str().unwrap().contains("10 bytes"));
+    let r = http("PUT", &host.url("/counter/a/kv?key=k"), &body)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+}

@@ -63,7 +63,7 @@ impl Host {
         }
         let admin_token = crate::admin::resolve_token(&config.admin, &config.data_dir)?;
         let store = Store::open(&config.data_dir)?;
-        let engine = build_engine(&config.runtime, &config.limits)
+        let engine = build_engine(&config.runtime, config.max_memory_bytes())
             .map_err(|e| StartError::Engine(format!("{e:#}")))?;
         let linker = bindings::linker(&engine).map_err(|e| StartError::Engine(format!("{e:#}")))?;
         let registry =
@@ -80,7 +80,7 @@ impl Host {
                 .map(|(k, v)| (k.clone(), setting_text(v)))
                 .collect();
             registry
-                .load_configured(name, &class.component, settings)
+                .load_configured(name, &class.component, settings, config.class_limits(name))
                 .map_err(|source| StartError::Class {
                     class: name.clone(),
                     source,
@@ -106,12 +106,7 @@ impl Host {
             source,
         })?;
         let (stop, stop_rx) = watch::channel(false);
-        let server = tokio::spawn(crate::server::serve(
-            listener,
-            runtime.clone(),
-            config.limits.clone(),
-            stop_rx,
-        ));
+        let server = tokio::spawn(crate::server::serve(listener, runtime.clone(), stop_rx));
         let admin_listener = TcpListener::bind(config.admin.listen)
             .await
             .map_err(|source| StartError::Listen {

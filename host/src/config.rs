@@ -171,6 +171,60 @@ pub struct ClassConfig {
     /// Values the guest reads with `object.setting(key)`.
     #[serde(default)]
     pub settings: BTreeMap<String, toml::Value>,
+    /// Limits for this class, overriding `[limits]` key by key.
+    #[serde(default)]
+    pub limits: LimitOverrides,
+}
+
+/// `[classes.NAME.limits]`: any `[limits]` key, for one class.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    pub cpu_ms_per_event: Option<u64>,
+    pub memory_bytes: Option<u64>,
+    pub storage_bytes: Option<u64>,
+    pub max_key_bytes: Option<usize>,
+    pub max_value_bytes: Option<usize>,
+    pub max_sockets: Option<usize>,
+    pub max_message_bytes: Option<usize>,
+    pub max_attachment_bytes: Option<usize>,
+    pub max_body_bytes: Option<usize>,
+}
+
+impl Limits {
+    /// These limits with a class's overrides applied.
+    pub fn with(&self, o: &LimitOverrides) -> Limits {
+        Limits {
+            cpu_ms_per_event: o.cpu_ms_per_event.unwrap_or(self.cpu_ms_per_event),
+            memory_bytes: o.memory_bytes.unwrap_or(self.memory_bytes),
+            storage_bytes: o.storage_bytes.unwrap_or(self.storage_bytes),
+            max_key_bytes: o.max_key_bytes.unwrap_or(self.max_key_bytes),
+            max_value_bytes: o.max_value_bytes.unwrap_or(self.max_value_bytes),
+            max_sockets: o.max_sockets.unwrap_or(self.max_sockets),
+            max_message_bytes: o.max_message_bytes.unwrap_or(self.max_message_bytes),
+            max_attachment_bytes: o.max_attachment_bytes.unwrap_or(self.max_attachment_bytes),
+            max_body_bytes: o.max_body_bytes.unwrap_or(self.max_body_bytes),
+        }
+    }
+}
+
+impl Config {
+    /// The limits of one class.
+    pub fn class_limits(&self, class: &str) -> Limits {
+        match self.classes.get(class) {
+            Some(c) => self.limits.with(&c.limits),
+            None => self.limits.clone(),
+        }
+    }
+
+    /// The largest linear memory any class may use (sizes the instance pool's slots).
+    pub fn max_memory_bytes(&self) -> u64 {
+        self.classes
+            .keys()
+            .map(|c| self.class_limits(c).memory_bytes)
+            .max()
+            .unwrap_or(self.limits.memory_bytes)
+    }
 }
 
 impl Default for Config {
@@ -202,6 +256,7 @@ pub fn shipped_classes(root: &Path) -> BTreeMap<String, ClassConfig> {
                 ClassConfig {
                     component: root.join(SHIPPED_GUESTS_DIR).join(format!("{file}.wasm")),
                     settings: BTreeMap::new(),
+                    limits: LimitOverrides::default(),
                 },
             )
         })
@@ -320,6 +375,18 @@ mod tests {
     fn unknown_keys_are_named() {
         let err = Config::parse("[runtime]\nidle_timeout = 5").unwrap_err();
         assert!(err.contains("idle_timeout"), "{err}");
+    }
+
+    #[test]
+    fn class_limits_override_the_defaults_key_by_key() {
+        let c = Config::parse(
+            "[limits]\ncpu_ms_per_event = 100\n[classes.a]\ncomponent = \"a.wasm\"\n[classes.a.limits]\nmemory_bytes = 1048576\n",
+        )
+        .unwrap();
+        let a = c.class_limits("a");
+        assert_eq!(a.memory_bytes, 1 << 20);
+        assert_eq!(a.cpu_ms_per_event, 100);
+        assert_eq!(c.max_memory_bytes(), 1 << 20);
     }
 
     #[test]

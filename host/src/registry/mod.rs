@@ -83,6 +83,8 @@ pub struct ClassVersion {
 pub struct Class {
     pub name: Arc<str>,
     pub settings: Arc<BTreeMap<String, String>>,
+    /// The class's limits (`[limits]` with its overrides).
+    pub limits: crate::config::Limits,
     current: RwLock<Arc<ClassVersion>>,
 }
 
@@ -169,6 +171,7 @@ impl Registry {
         name: &str,
         component: &Path,
         settings: BTreeMap<String, String>,
+        limits: crate::config::Limits,
     ) -> Result<(), RegistryError> {
         let bytes = std::fs::read(component).map_err(|source| RegistryError::Read {
             path: component.to_path_buf(),
@@ -210,7 +213,7 @@ impl Registry {
             self.prepare_kept(&current)?
         };
         self.save(&manifest_copy)?;
-        self.insert(name, settings, version);
+        self.insert(name, settings, limits, version);
         Ok(())
     }
 
@@ -412,10 +415,17 @@ impl Registry {
     }
 
     /// Adds a class serving `version`.
-    fn insert(&self, name: &str, settings: BTreeMap<String, String>, version: ClassVersion) {
+    fn insert(
+        &self,
+        name: &str,
+        settings: BTreeMap<String, String>,
+        limits: crate::config::Limits,
+        version: ClassVersion,
+    ) {
         let class = Arc::new(Class {
             name: Arc::from(name),
             settings: Arc::new(settings),
+            limits,
             current: RwLock::new(Arc::new(version)),
         });
         self.classes

@@ -104,15 +104,18 @@ pub(super) fn object_context(
     object: ObjectRef,
     sockets: Arc<Mutex<SocketTable>>,
 ) -> Arc<ObjectContext> {
-    let settings = rt
-        .registry
-        .class(&object.class)
+    let class = rt.registry.class(&object.class);
+    let settings = class
+        .as_ref()
         .map(|c| c.settings.clone())
         .unwrap_or_default();
+    let limits = class
+        .map(|c| c.limits.clone())
+        .unwrap_or_else(|| rt.limits.clone());
     Arc::new(ObjectContext {
         object,
         settings,
-        limits: rt.limits.clone(),
+        limits,
         store: rt.store.clone(),
         overlay: Arc::new(Mutex::new(Overlay::default())),
         sockets,
@@ -125,10 +128,11 @@ pub(super) fn object_context(
 
 /// A store for one instance, with its memory limit and CPU budget per event.
 pub(super) fn new_store(rt: &Inner, ctx: Arc<ObjectContext>) -> wasmtime::Store<HostState> {
+    let cpu_ms = ctx.limits.cpu_ms_per_event;
     let mut store = wasmtime::Store::new(rt.registry.engine(), HostState::new(ctx));
     store.limiter(|s| &mut s.limits);
     let tick = rt.config.epoch_tick_ms.max(1);
-    let max_ticks = rt.limits.cpu_ms_per_event.div_ceil(tick);
+    let max_ticks = cpu_ms.div_ceil(tick);
     store.set_epoch_deadline(1);
     // Each tick the guest yields to the executor (so one busy object cannot starve the
     // others on the same thread) and is charged; past its CPU budget it traps.

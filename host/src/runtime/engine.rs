@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::config::{Limits, RuntimeConfig};
+use crate::config::RuntimeConfig;
 
 /// Core instances a Rust `wasm32-wasip2` component needs at most (its module, the WASI
 /// adapter and the small shim modules `wasm-component-ld` adds), with room to spare.
@@ -19,12 +19,12 @@ const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
 const PROBE_SLOTS: u32 = 4;
 
 /// Builds the engine for these limits.
-pub fn build_engine(runtime: &RuntimeConfig, limits: &Limits) -> wasmtime::Result<Engine> {
-    Engine::new(&engine_config(runtime, limits))
+pub fn build_engine(runtime: &RuntimeConfig, max_memory_bytes: u64) -> wasmtime::Result<Engine> {
+    Engine::new(&engine_config(runtime, max_memory_bytes))
 }
 
 /// The engine configuration.
-pub fn engine_config(runtime: &RuntimeConfig, limits: &Limits) -> Config {
+pub fn engine_config(runtime: &RuntimeConfig, max_memory_bytes: u64) -> Config {
     let mut config = Config::new();
     // CPU time per event is measured in epoch ticks: cheap (a counter check at loop
     // headers and calls) and, with async, able to yield instead of only trapping.
@@ -44,7 +44,8 @@ pub fn engine_config(runtime: &RuntimeConfig, limits: &Limits) -> Config {
         .max_tables_per_component(CORE_INSTANCES_PER_COMPONENT)
         // Every idle async store keeps its fiber stack: one per live instance.
         .total_stacks(cap)
-        .max_memory_size(limits.memory_bytes as usize)
+        // Each class's own cap is enforced per store; the slot fits the largest.
+        .max_memory_size(max_memory_bytes as usize)
         // Keeping a little memory resident avoids an madvise per activation, which
         // otherwise costs TLB shootdowns across cores (measured: halves throughput on 2
         // threads).

@@ -185,6 +185,15 @@ impl Runtime {
         &self.inner.metrics
     }
 
+    /// The limits of a class (the host-wide ones for an unknown class).
+    pub fn class_limits(&self, class: &str) -> Limits {
+        self.inner
+            .registry
+            .class(class)
+            .map(|c| c.limits.clone())
+            .unwrap_or_else(|| self.inner.limits.clone())
+    }
+
     /// Live instances now.
     pub fn live_objects(&self) -> usize {
         self.inner.live.len()
@@ -246,13 +255,11 @@ impl Runtime {
         let id = self.inner.socket_ids.fetch_add(1, Ordering::Relaxed);
         let outbound = {
             let mut sockets = entry.sockets.lock().expect("socket table lock");
-            if sockets.len() >= self.inner.limits.max_sockets {
+            let max_sockets = self.class_limits(&object.class).max_sockets;
+            if sockets.len() >= max_sockets {
                 return Err(EventError::Overloaded {
                     object: object.to_string(),
-                    message: format!(
-                        "it already has {} sockets, the limit",
-                        self.inner.limits.max_sockets
-                    ),
+                    message: format!("it already has {max_sockets} sockets, the limit"),
                 });
             }
             sockets.insert(id, self.inner.config.socket_send_queue)

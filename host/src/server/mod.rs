@@ -22,7 +22,6 @@ use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use crate::bindings::{Header, Request};
-use crate::config::Limits;
 use crate::object::ObjectRef;
 use crate::runtime::{Connected, EventError, Runtime};
 use routes::RouteError;
@@ -36,17 +35,11 @@ type HttpResponse = hyper::Response<Full<Bytes>>;
 
 struct Shared {
     runtime: Runtime,
-    limits: Limits,
 }
 
 /// Serves `listener` until `stop` turns true.
-pub async fn serve(
-    listener: TcpListener,
-    runtime: Runtime,
-    limits: Limits,
-    mut stop: watch::Receiver<bool>,
-) {
-    let shared = Arc::new(Shared { runtime, limits });
+pub async fn serve(listener: TcpListener, runtime: Runtime, mut stop: watch::Receiver<bool>) {
+    let shared = Arc::new(Shared { runtime });
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -162,7 +155,8 @@ async fn handle(shared: &Shared, mut req: hyper::Request<Incoming>) -> HttpRespo
     }
 
     let method = req.method().to_string();
-    let body = match Limited::new(req.into_body(), shared.limits.max_body_bytes)
+    let limits = shared.runtime.class_limits(&object.class);
+    let body = match Limited::new(req.into_body(), limits.max_body_bytes)
         .collect()
         .await
     {
@@ -175,7 +169,7 @@ async fn handle(shared: &Shared, mut req: hyper::Request<Incoming>) -> HttpRespo
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!(
                         "the request body is larger than {} bytes",
-                        shared.limits.max_body_bytes
+                        limits.max_body_bytes
                     ),
                     Some(&object),
                 );
@@ -312,7 +306,7 @@ async fn upgrade(
         Ok(Connected::Rejected(resp)) => return to_http(resp, &object),
         Err(e) => return event_error(&e, &object),
     };
-    let max = shared.limits.max_message_bytes;
+    let max = shared.runtime.class_limits(&object.class).max_message_bytes;
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => ws::run(upgraded, link, max).await,
