@@ -134,6 +134,108 @@ pub fn versions(client: &AdminClient, class: &str) -> Result<()> {
     Ok(())
 }
 
+fn object_path(class: &str, name: &str) -> String {
+    format!("/classes/{}/objects/{}", encode(class), encode(name))
+}
+
+/// `lodge objects CLASS`.
+pub fn objects(client: &AdminClient, class: &str) -> Result<()> {
+    let v = client.call(
+        reqwest::Method::GET,
+        &format!("/classes/{}/objects", encode(class)),
+        None,
+    )?;
+    println!(
+        "{:<32} {:<5} {:>7} {:>12} {:<16} name",
+        "id", "live", "sockets", "storage (B)", "next alarm (ms)"
+    );
+    for o in v.as_array().into_iter().flatten() {
+        println!(
+            "{:<32} {:<5} {:>7} {:>12} {:<16} {}",
+            o["id"].as_str().unwrap_or(""),
+            o["live"],
+            o["sockets"],
+            o["storage_bytes"],
+            o["next_alarm_ms"]
+                .as_u64()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "-".into()),
+            o["name"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+fn shown(v: &Value) -> String {
+    match (v["text"].as_str(), v["hex"].as_str()) {
+        (Some(t), _) => t.to_string(),
+        (None, Some(h)) => format!("0x{h}"),
+        _ => String::new(),
+    }
+}
+
+/// `lodge inspect CLASS NAME`.
+pub fn inspect(client: &AdminClient, class: &str, name: &str) -> Result<()> {
+    let v = client.call(reqwest::Method::GET, &object_path(class, name), None)?;
+    println!(
+        "{} ({}) live={} sockets={} alarm={}",
+        v["object"].as_str().unwrap_or(""),
+        v["id"].as_str().unwrap_or(""),
+        v["live"],
+        v["sockets"],
+        v["alarm"]
+    );
+    for e in v["entries"].as_array().into_iter().flatten() {
+        println!("{} = {}", shown(&e["key"]), shown(&e["value"]));
+    }
+    Ok(())
+}
+
+/// `lodge evict CLASS NAME`.
+pub fn evict(client: &AdminClient, class: &str, name: &str) -> Result<()> {
+    let v = client.call(
+        reqwest::Method::POST,
+        &format!("{}/evict", object_path(class, name)),
+        None,
+    )?;
+    if v["evicted"] == true {
+        println!("{class}/{name}: evicted");
+    } else {
+        println!("{class}/{name}: not live on this host");
+    }
+    Ok(())
+}
+
+/// `lodge delete CLASS NAME`.
+pub fn delete(client: &AdminClient, class: &str, name: &str) -> Result<()> {
+    client.call(reqwest::Method::DELETE, &object_path(class, name), None)?;
+    println!("{class}/{name}: deleted");
+    Ok(())
+}
+
+/// `lodge backup DIR`.
+pub fn backup(client: &AdminClient, dir: &Path) -> Result<()> {
+    let path = format!("/backup?dir={}", encode(&dir.display().to_string()));
+    let v = client.call(reqwest::Method::POST, &path, None)?;
+    println!(
+        "backed up {} objects and {} components into {}",
+        v["objects"],
+        v["components"],
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Asks on the terminal; anything but y/yes is no.
+pub fn confirm(question: &str) -> Result<bool> {
+    use std::io::Write;
+    print!("{question} [y/N] ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
 /// The newest modification time of the sources under `dir` (Rust, WIT, HTML, manifests).
 fn newest_source(dir: &Path) -> Option<SystemTime> {
     let mut newest = None;

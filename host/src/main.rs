@@ -60,6 +60,73 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Scaffold a new class: a guest crate (a small guestbook) that builds, tests and
+    /// runs as it is.
+    New {
+        /// The class and crate name (a-z, 0-9, '-', '_'; starts with a letter).
+        name: String,
+        /// Where to create the crate's folder.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The lodge SDK to depend on (default: guests/sdk of this lodge's repository).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    #[command(flatten)]
+    Ops(Ops),
+}
+
+/// Operator commands that inspect or change objects, and backups.
+#[derive(Subcommand)]
+enum Ops {
+    /// List a class's stored objects: name, id, live, sockets, storage, next alarm.
+    Objects {
+        class: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Show an object's keys and values (read-only; values as text or hex).
+    Inspect {
+        class: String,
+        name: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Drop an object's live instance (its WebSockets stay open).
+    Evict {
+        class: String,
+        name: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Delete an object's storage and alarm and close its sockets (asks first).
+    Delete {
+        class: String,
+        name: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Write a consistent backup of the running host's data into a new folder.
+    Backup {
+        dir: PathBuf,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Restore a backup into the data dir of a stopped host.
+    Restore {
+        dir: PathBuf,
+        /// The data dir to restore into (default: `data_dir` of the config).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Replace an existing database (it is kept aside as lodge.redb.replaced).
+        #[arg(long)]
+        force: bool,
+        #[arg(long, short, env = "LODGE_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 /// How the CLI reaches the admin API of a running host.
@@ -109,9 +176,13 @@ fn main() -> Result<()> {
         Some(Command::Versions { class, admin }) => {
             return cli::versions(&admin.client()?, &class);
         }
+        Some(Command::Ops(op)) => return ops(op),
         Some(Command::Dev { guests, admin }) => {
             let config = admin.config()?;
             return cli::dev(&admin.client()?, &config, &guests);
+        }
+        Some(Command::New { name, dir, sdk }) => {
+            return Ok(lodge::scaffold::cli(&dir, &name, sdk.as_deref())?);
         }
     };
     let config = load_config(&args)?;
@@ -184,6 +255,49 @@ fn load_config(args: &ServeArgs) -> Result<Config> {
         }
     }
     Ok(config)
+}
+
+fn ops(op: Ops) -> Result<()> {
+    match op {
+        Ops::Objects { class, admin } => cli::objects(&admin.client()?, &class),
+        Ops::Inspect { class, name, admin } => cli::inspect(&admin.client()?, &class, &name),
+        Ops::Evict { class, name, admin } => cli::evict(&admin.client()?, &class, &name),
+        Ops::Delete {
+            class,
+            name,
+            yes,
+            admin,
+        } => {
+            if !yes
+                && !cli::confirm(&format!(
+                    "Delete {class}/{name}: its storage, alarm and sockets?"
+                ))?
+            {
+                bail!("not deleted");
+            }
+            cli::delete(&admin.client()?, &class, &name)
+        }
+        Ops::Backup { dir, admin } => {
+            let dir = std::path::absolute(&dir).context("resolving the backup folder")?;
+            cli::backup(&admin.client()?, &dir)
+        }
+        Ops::Restore {
+            dir,
+            data_dir,
+            force,
+            config,
+        } => {
+            let data_dir = match data_dir {
+                Some(d) => d,
+                None => read_config(config.as_deref())?.data_dir,
+            };
+            lodge::backup::restore(&dir, &data_dir, force).with_context(|| {
+                format!("restoring {} into {}", dir.display(), data_dir.display())
+            })?;
+            println!("restored {} into {}", dir.display(), data_dir.display());
+            Ok(())
+        }
+    }
 }
 
 fn init_logs(format: LogFormat) {

@@ -218,8 +218,143 @@ async fn handle(admin: &Admin, req: hyper::Request<Incoming>) -> HttpResponse {
                 Err(e) => registry_error(&e),
             }
         }
+        (Method::GET, ["classes", class, "objects"]) => list_objects(admin, class),
+        (Method::GET, ["classes", class, "objects", name]) => inspect(admin, class, name),
+        (Method::POST, ["classes", class, "objects", name, "evict"]) => {
+            match object_ref(admin, class, name) {
+                Ok(object) => {
+                    let had = admin.runtime.evict(object.id);
+                    reply(
+                        StatusCode::OK,
+                        json!({ "object": object.to_string(), "evicted": had }),
+                    )
+                }
+                Err(resp) => resp,
+            }
+        }
+        (Method::DELETE, ["classes", class, "objects", name]) => {
+            let object = match object_ref(admin, class, name) {
+                Ok(o) => o,
+                Err(resp) => return resp,
+            };
+            match admin.runtime.delete(&object).await {
+                Ok(()) => reply(
+                    StatusCode::OK,
+                    json!({ "object": object.to_string(), "deleted": true }),
+                ),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            }
+        }
+        (Method::POST, ["backup"]) => {
+            let Some(dir) = query_param(&query, "dir").filter(|d| d.starts_with('/')) else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "give an absolute folder: /backup?dir=/path/to/new/folder",
+                );
+            };
+            let runtime = admin.runtime.clone();
+            let target = std::path::PathBuf::from(&dir);
+            let result = tokio::task::spawn_blocking(move || {
+                crate::backup::backup(runtime.store(), runtime.registry(), &target)
+            })
+            .await;
+            match result {
+                Ok(Ok(summary)) => reply(
+                    StatusCode::OK,
+                    json!({ "dir": dir, "objects": summary.objects, "components": summary.components }),
+                ),
+                Ok(Err(e @ crate::backup::BackupError::Exists(_))) => {
+                    error(StatusCode::CONFLICT, e.to_string())
+                }
+                Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            }
+        }
         _ => error(StatusCode::NOT_FOUND, format!("no admin route {path}")),
     }
+}
+
+/// The object `name` of `class`, or the error response to give.
+#[allow(clippy::result_large_err)]
+fn object_ref(
+    admin: &Admin,
+    class: &str,
+    name: &str,
+) -> Result<crate::object::ObjectRef, HttpResponse> {
+    if admin.runtime.registry().class(class).is_none() {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            format!("no class named '{class}'"),
+        ));
+    }
+    let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+    crate::object::ObjectRef::new(class, &name)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid object name: {e}")))
+}
+
+fn list_objects(admin: &Admin, class: &str) -> HttpResponse {
+    if admin.runtime.registry().class(class).is_none() {
+        return error(StatusCode::NOT_FOUND, format!("no class named '{class}'"));
+    }
+    let store = admin.runtime.store();
+    let objects = match store.objects() {
+        Ok(o) => o,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let list: Vec<Value> = objects
+        .into_iter()
+        .filter(|(_, meta)| meta.class == class)
+        .map(|(id, meta)| {
+            let status = admin.runtime.status(id);
+            let alarm = store.alarm(id).ok().flatten().map(|a| a.at_ms);
+            json!({
+                "name": meta.name,
+                "id": id.to_hex(),
+                "live": status.live,
+                "sockets": status.sockets,
+                "storage_bytes": meta.usage,
+                "next_alarm_ms": alarm,
+            })
+        })
+        .collect();
+    reply(StatusCode::OK, json!(list))
+}
+
+/// Bytes as text when they are UTF-8 without control characters, else as hex.
+fn show(bytes: &[u8]) -> Value {
+    match std::str::from_utf8(bytes) {
+        Ok(s) if !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') => {
+            json!({ "text": s })
+        }
+        _ => json!({ "hex": hex::encode(bytes) }),
+    }
+}
+
+fn inspect(admin: &Admin, class: &str, name: &str) -> HttpResponse {
+    let object = match object_ref(admin, class, name) {
+        Ok(o) => o,
+        Err(resp) => return resp,
+    };
+    let store = admin.runtime.store();
+    let all = crate::storage::KeyRange::new(None, None, None);
+    // Committed state only: an inspection never blocks or wakes the object.
+    let entries = match store.scan(object.id, &all, false, 10_000) {
+        Ok(e) => e,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let status = admin.runtime.status(object.id);
+    let alarm = store.alarm(object.id).ok().flatten();
+    reply(
+        StatusCode::OK,
+        json!({
+            "object": object.to_string(),
+            "id": object.id.to_hex(),
+            "live": status.live,
+            "sockets": status.sockets,
+            "alarm": alarm.map(|a| json!({ "at_ms": a.at_ms, "retry": a.retry })),
+            "entries": entries.iter().map(|(k, v)| json!({ "key": show(k), "value": show(v) })).collect::<Vec<_>>(),
+        }),
+    )
 }
 
 async fn deploy(admin: &Admin, class: String, body: Bytes, label: Option<String>) -> HttpResponse {

@@ -326,6 +326,26 @@ impl Registry {
         Ok(target.number)
     }
 
+    /// Copies the registry record and every kept component into `dir` (for backups).
+    pub fn copy_to(&self, dir: &Path) -> std::io::Result<usize> {
+        let manifest = self.manifest.lock().expect("manifest lock").clone();
+        manifest.save(dir)?;
+        let components = dir.join("components");
+        std::fs::create_dir_all(&components)?;
+        let mut copied = 0;
+        for record in manifest.classes.values() {
+            for v in &record.versions {
+                let name = format!("{}.wasm", v.hash);
+                let target = components.join(&name);
+                if !target.exists() {
+                    std::fs::copy(self.cache_dir.join(&name), &target)?;
+                    copied += 1;
+                }
+            }
+        }
+        Ok(copied)
+    }
+
     /// A class's kept versions and its current version number.
     pub fn versions(&self, class: &str) -> Option<(u64, Vec<VersionInfo>)> {
         let manifest = self.manifest.lock().expect("manifest lock");

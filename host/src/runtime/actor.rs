@@ -191,9 +191,10 @@ impl Actor {
                 }
                 Envelope::Evict => {
                     if self.streams_in_flight() == 0 {
-                        self.evict("live-object cap");
+                        self.evict("requested");
                     }
                 }
+                Envelope::Delete(done) => self.delete(done),
             }
         }
     }
@@ -415,6 +416,34 @@ impl Actor {
             .expect("socket table lock")
             .get(socket)
             .is_some_and(|s| s.phase != Phase::Closed)
+    }
+
+    /// Erases the object: its instance, sockets, AI streams, storage and alarm. The erase
+    /// is ordered after every earlier event's commit like any other batch.
+    fn delete(&mut self, done: tokio::sync::oneshot::Sender<Result<(), EventError>>) {
+        self.drop_instance();
+        for (_, handle) in self.ctx.streams.lock().expect("streams lock").drain() {
+            handle.cancel();
+        }
+        let sockets = self.entry.sockets.lock().expect("socket table lock").ids();
+        let outputs = sockets
+            .into_iter()
+            .map(|id| Output::Close(id, 1000, "the object was deleted".into()))
+            .collect();
+        self.alarm = None;
+        let ctx = EventCtx {
+            writes: crate::storage::EventWrites {
+                clear: true,
+                ..Default::default()
+            },
+            outputs,
+            ..EventCtx::default()
+        };
+        tracing::info!("deleted by the operator");
+        let reply: Reply = Box::new(move |r| {
+            let _ = done.send(r);
+        });
+        self.submit(ctx, Some(AlarmChange::Clear), false, Some(reply));
     }
 
     /// Hands a successful event's writes to the writer and its outputs to the gate.

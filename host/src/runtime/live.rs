@@ -85,6 +85,11 @@ impl LiveSet {
         }
     }
 
+    /// Whether `id` has a live instance.
+    pub fn contains(&self, id: ObjectId) -> bool {
+        self.order.lock().expect("lru lock").by_id.contains_key(&id)
+    }
+
     /// Live instances now.
     pub fn len(&self) -> usize {
         self.order.lock().expect("lru lock").by_id.len()

@@ -36,8 +36,19 @@ use sockets::SocketTable;
 /// What an actor's mailboxes carry.
 pub enum Envelope {
     Event(Event),
-    /// Drop the instance if possible (LRU pressure).
+    /// Drop the instance if possible (LRU pressure, or an operator's request).
     Evict,
+    /// Delete the object: close its sockets, erase its storage and alarm.
+    Delete(oneshot::Sender<Result<(), EventError>>),
+}
+
+/// What the host knows about one object right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectStatus {
+    /// It has a live instance.
+    pub live: bool,
+    /// Open sockets (hibernated ones included).
+    pub sockets: usize,
 }
 
 /// Counters for metrics and tests.
@@ -327,6 +338,43 @@ impl Runtime {
             .await
             .map(|_| ())
             .map_err(|e| format!("{:#}", e))
+    }
+
+    /// Whether the object is live and how many sockets it holds.
+    pub fn status(&self, id: ObjectId) -> ObjectStatus {
+        let sockets = self
+            .inner
+            .directory
+            .lock()
+            .expect("directory lock")
+            .get(&id)
+            .map_or(0, |e| e.sockets.lock().expect("socket table lock").len());
+        ObjectStatus {
+            live: self.inner.live.contains(id),
+            sockets,
+        }
+    }
+
+    /// Asks a live object to drop its instance (its sockets stay open). Returns whether
+    /// it had an entry on this host.
+    pub fn evict(&self, id: ObjectId) -> bool {
+        let directory = self.inner.directory.lock().expect("directory lock");
+        match directory.get(&id) {
+            Some(entry) => entry.control.send(Envelope::Evict).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Deletes an object: closes its sockets (1000), erases its storage and alarm.
+    pub async fn delete(&self, object: &ObjectRef) -> Result<(), EventError> {
+        let entry = self.entry(object)?;
+        let (done, rx) = oneshot::channel();
+        entry
+            .mailbox
+            .send(Envelope::Delete(done))
+            .await
+            .map_err(|_| EventError::ShuttingDown)?;
+        rx.await.unwrap_or(Err(EventError::ShuttingDown))
     }
 
     /// Stops accepting events, closes every socket with 1001 and waits (bounded) for

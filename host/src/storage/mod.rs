@@ -69,7 +69,8 @@ engine_err!(
     redb::StorageError,
     redb::TableError,
     redb::TransactionError,
-    redb::CommitError
+    redb::CommitError,
+    redb::DatabaseError
 );
 
 /// What the host remembers about an object besides its keys.
@@ -274,6 +275,45 @@ impl Store {
         Ok(out)
     }
 
+    /// Writes a consistent copy of the whole database (one MVCC snapshot) to a new file,
+    /// while the writer keeps committing. Returns the number of objects copied.
+    pub fn backup_to(&self, path: &Path) -> Result<usize, StorageError> {
+        if path.exists() {
+            return Err(StorageError::Engine(format!(
+                "{} already exists",
+                path.display()
+            )));
+        }
+        let copy = Database::create(path)?;
+        let read = self.db.begin_read()?;
+        let write = copy.begin_write()?;
+        let objects;
+        {
+            let copy_table = |def: TableDefinition<&[u8], &[u8]>| -> Result<usize, StorageError> {
+                let from = read.open_table(def)?;
+                let mut to = write.open_table(def)?;
+                let mut n = 0;
+                for item in from.iter()? {
+                    let (k, v) = item?;
+                    to.insert(k.value(), v.value())?;
+                    n += 1;
+                }
+                Ok(n)
+            };
+            copy_table(DATA)?;
+            objects = copy_table(OBJECTS)?;
+            copy_table(ALARMS)?;
+            let from = read.open_table(ALARM_INDEX)?;
+            let mut to = write.open_table(ALARM_INDEX)?;
+            for item in from.iter()? {
+                let (k, _) = item?;
+                to.insert(k.value(), ())?;
+            }
+        }
+        write.commit()?;
+        Ok(objects)
+    }
+
     /// The object's pending alarm.
     pub fn alarm(&self, object: ObjectId) -> Result<Option<Alarm>, StorageError> {
         let txn = self.db.begin_read()?;
@@ -404,7 +444,9 @@ fn commit_group(db: &Database, group: &[Pending]) -> Result<(), StorageError> {
             let encoded = serde_json::to_vec(&meta).expect("object meta serializes");
             objects.insert(id.0.as_slice(), encoded.as_slice())?;
 
+            let mut has_alarm = alarms.get(id.0.as_slice())?.is_some();
             if let Some(change) = batch.alarm {
+                has_alarm = matches!(change, AlarmChange::Set { .. });
                 if let Some(old) = alarms.remove(id.0.as_slice())?
                     && let Some(old) = decode_alarm(id, old.value())
                 {
@@ -414,6 +456,10 @@ fn commit_group(db: &Database, group: &[Pending]) -> Result<(), StorageError> {
                     alarms.insert(id.0.as_slice(), encode_alarm(at_ms, retry).as_slice())?;
                     index.insert(keys::alarm_index_key(at_ms, id).as_slice(), ())?;
                 }
+            }
+            // An object that stores nothing and has no alarm is not recorded at all.
+            if meta.usage == 0 && !has_alarm {
+                objects.remove(id.0.as_slice())?;
             }
         }
     }

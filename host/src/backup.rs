@@ -1,0 +1,102 @@
+//! Backups of a running host's data, and restoring them into a stopped host's data dir.
+//! A backup is a folder: `lodge.redb` (one consistent MVCC snapshot of every object's
+//! data and alarms, taken while the writer keeps committing), `registry.json` and the
+//! kept components. Compiled artifacts are not copied: they are rebuilt on first start.
+
+use std::path::{Path, PathBuf};
+
+use crate::registry::Registry;
+use crate::storage::Store;
+
+/// Why a backup or restore failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("the backup folder {0} already exists: choose a new one")]
+    Exists(PathBuf),
+    #[error("{0} is not a lodge backup (no lodge.redb in it)")]
+    NotABackup(PathBuf),
+    #[error("{0} already holds a lodge database: stop its host and pass --force to replace it")]
+    DataDirInUse(PathBuf),
+    #[error("backup storage: {0}")]
+    Storage(#[from] crate::storage::StorageError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackupError {
+    let what = what.into();
+    move |source| BackupError::Io { what, source }
+}
+
+/// What a backup holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackupSummary {
+    pub objects: usize,
+    pub components: usize,
+}
+
+/// Writes a backup of the running host into `dir` (which must not exist yet).
+pub fn backup(
+    store: &Store,
+    registry: &Registry,
+    dir: &Path,
+) -> Result<BackupSummary, BackupError> {
+    if dir.exists() {
+        return Err(BackupError::Exists(dir.to_path_buf()));
+    }
+    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    let objects = store.backup_to(&dir.join("lodge.redb"))?;
+    let components = registry
+        .copy_to(dir)
+        .map_err(io(format!("copying the registry into {}", dir.display())))?;
+    Ok(BackupSummary {
+        objects,
+        components,
+    })
+}
+
+/// Restores a backup into `data_dir`. The host using `data_dir` must be stopped. With
+/// `force`, an existing database is kept aside as `lodge.redb.replaced` rather than lost.
+pub fn restore(backup_dir: &Path, data_dir: &Path, force: bool) -> Result<(), BackupError> {
+    let source_db = backup_dir.join("lodge.redb");
+    if !source_db.exists() {
+        return Err(BackupError::NotABackup(backup_dir.to_path_buf()));
+    }
+    let target_db = data_dir.join("lodge.redb");
+    if target_db.exists() {
+        if !force {
+            return Err(BackupError::DataDirInUse(data_dir.to_path_buf()));
+        }
+        // Opening it proves no running host holds it (redb locks the file).
+        redb::Database::open(&target_db).map_err(|e| BackupError::Io {
+            what: format!(
+                "{} is in use (is its host still running?)",
+                target_db.display()
+            ),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        std::fs::rename(&target_db, data_dir.join("lodge.redb.replaced"))
+            .map_err(io("keeping the replaced database aside"))?;
+    }
+    std::fs::create_dir_all(data_dir.join("components")).map_err(io("creating the data dir"))?;
+    std::fs::copy(&source_db, &target_db).map_err(io("copying lodge.redb"))?;
+    let manifest = backup_dir.join("registry.json");
+    if manifest.exists() {
+        std::fs::copy(&manifest, data_dir.join("registry.json"))
+            .map_err(io("copying registry.json"))?;
+    }
+    if let Ok(entries) = std::fs::read_dir(backup_dir.join("components")) {
+        for entry in entries.flatten() {
+            let target = data_dir.join("components").join(entry.file_name());
+            std::fs::copy(entry.path(), &target).map_err(io("copying a component"))?;
+        }
+    }
+    // Make the restored files durable before a host is started on them.
+    std::fs::File::open(&target_db)
+        .and_then(|f| f.sync_all())
+        .map_err(io("syncing the restored database"))?;
+    Ok(())
+}
