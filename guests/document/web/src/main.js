@@ -1,0 +1,223 @@
+// The lodge `doc` editor: CodeMirror 6 bound to the object's shared Y.Text ("content")
+// through y-codemirror.next, synced with y-websocket over the object's own WebSocket,
+// with other people's cursors (awareness `user: {name, color, colorLight}`), a
+// connection status and the version history panel. Bundled by esbuild into
+// dist/app.js, which the guest embeds and serves at /doc/{name}/app.js.
+
+import * as Y from 'yjs'
+import { WebsocketProvider } from 'y-websocket'
+import { yCollab, yUndoManagerKeymap } from 'y-codemirror.next'
+import { EditorView, basicSetup } from 'codemirror'
+import { EditorState } from '@codemirror/state'
+import { keymap } from '@codemirror/view'
+
+const config = JSON.parse(document.getElementById('config').textContent)
+const $ = (id) => document.getElementById(id)
+
+// ---- who am I -------------------------------------------------------------------
+
+const NAME_KEY = 'lodge-doc:name'
+const COLOR_KEY = 'lodge-doc:color'
+const COLORS = ['#d1495b', '#2f6feb', '#1a7f37', '#8250df', '#bf5b04', '#0a7ea4', '#c4358f', '#6e7781']
+
+function storedColor () {
+  let color = null
+  try { color = localStorage.getItem(COLOR_KEY) } catch (_) {}
+  if (!color || !/^#[0-9a-f]{6}$/i.test(color)) {
+    color = COLORS[Math.floor(Math.random() * COLORS.length)]
+    try { localStorage.setItem(COLOR_KEY, color) } catch (_) {}
+  }
+  return color
+}
+
+function storedName () {
+  try { return localStorage.getItem(NAME_KEY) || '' } catch (_) { return '' }
+}
+
+const user = { name: storedName(), color: storedColor() }
+
+// ---- the shared document ----------------------------------------------------------
+
+const ydoc = new Y.Doc()
+const ytext = ydoc.getText(config.text || 'content')
+const wsBase = location.origin.replace(/^http/, 'ws') + '/' + encodeURIComponent(config.class)
+// y-websocket connects to `${serverUrl}/${room}`: /doc/{name}, which the object accepts.
+const provider = new WebsocketProvider(wsBase, config.room, ydoc, { disableBc: true })
+const undoManager = new Y.UndoManager(ytext)
+
+function announce () {
+  provider.awareness.setLocalStateField('user', {
+    name: user.name || 'Anonymous',
+    color: user.color,
+    colorLight: user.color + '33'
+  })
+  const button = $('name-button')
+  button.querySelector('.name').textContent = user.name || 'Anonymous'
+  button.querySelector('.swatch').style.background = user.color
+}
+
+const view = new EditorView({
+  state: EditorState.create({
+    doc: ytext.toString(),
+    extensions: [
+      keymap.of(yUndoManagerKeymap),
+      basicSetup,
+      EditorView.lineWrapping,
+      yCollab(ytext, provider.awareness, { undoManager })
+    ]
+  }),
+  parent: $('editor')
+})
+
+// ---- connection status -------------------------------------------------------------
+
+const status = $('status')
+let state = 'connecting'
+function showStatus () {
+  status.dataset.state = state
+  status.dataset.synced = String(provider.synced)
+  status.textContent = state === 'connected'
+    ? (provider.synced ? 'connected' : 'syncing…')
+    : state === 'connecting' ? 'connecting…' : 'offline: edits are kept and sent on reconnect'
+}
+provider.on('status', (e) => { state = e.status; showStatus() })
+provider.on('sync', () => showStatus())
+provider.on('closed', (e) => {
+  state = 'disconnected'
+  showStatus()
+  status.textContent = `closed by the server (${e.code}${e.reason ? ': ' + e.reason : ''})`
+})
+showStatus()
+
+// ---- name dialog --------------------------------------------------------------------
+
+function askName () {
+  $('name-input').value = user.name
+  $('name-dialog').hidden = false
+  $('name-input').focus()
+}
+$('name-form').addEventListener('submit', (e) => {
+  e.preventDefault()
+  const name = $('name-input').value.trim().slice(0, 40)
+  if (!name) return
+  user.name = name
+  try { localStorage.setItem(NAME_KEY, name) } catch (_) {}
+  $('name-dialog').hidden = true
+  announce()
+  view.focus()
+})
+$('name-button').addEventListener('click', askName)
+announce()
+if (!user.name) askName()
+
+// ---- version history ----------------------------------------------------------------
+
+const base = config.base
+const message = $('message')
+function fail (what, err) { message.textContent = `${what}: ${err.message || err}` }
+
+async function api (method, path, body) {
+  const res = await fetch(base + path, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body)
+  })
+  const data = await res.json().catch(() => ({}))
+  if (!res.ok) throw new Error(data.error || `HTTP ${res.status}`)
+  return data
+}
+
+function when (ts) {
+  const d = new Date(ts)
+  const same = d.toDateString() === new Date().toDateString()
+  return same ? d.toLocaleTimeString() : d.toLocaleString()
+}
+
+function versionTitle (v) {
+  return v.label || (v.auto ? 'Automatic' : `Version ${v.id}`)
+}
+
+async function refreshVersions () {
+  let list
+  try { list = await api('GET', '/versions') } catch (err) { return fail('Loading versions failed', err) }
+  const ul = $('version-list')
+  ul.replaceChildren()
+  if (list.length === 0) {
+    const li = document.createElement('li')
+    li.className = 'empty'
+    li.textContent = 'No versions yet'
+    ul.append(li)
+    return
+  }
+  for (const v of list.slice().reverse()) {
+    const li = document.createElement('li')
+    li.dataset.id = String(v.id)
+    const label = document.createElement('span')
+    label.className = 'label' + (v.label ? '' : ' auto')
+    label.textContent = `#${v.id} ${versionTitle(v)}`
+    label.title = label.textContent
+    const meta = document.createElement('span')
+    meta.className = 'meta'
+    meta.textContent = `${when(v.ts)} · ${v.length} chars`
+    const actions = document.createElement('span')
+    actions.className = 'actions'
+    const viewBtn = document.createElement('button')
+    viewBtn.className = 'view'
+    viewBtn.type = 'button'
+    viewBtn.textContent = 'View'
+    viewBtn.addEventListener('click', () => showVersion(v.id))
+    const restoreBtn = document.createElement('button')
+    restoreBtn.className = 'restore'
+    restoreBtn.type = 'button'
+    restoreBtn.textContent = 'Restore'
+    restoreBtn.addEventListener('click', () => restoreVersion(v.id))
+    actions.append(viewBtn, restoreBtn)
+    li.append(label, actions, meta)
+    ul.append(li)
+  }
+}
+
+let viewing = null
+async function showVersion (id) {
+  try {
+    const v = await api('GET', `/versions/${id}`)
+    viewing = id
+    $('version-view-title').textContent = `#${v.id} ${versionTitle(v)} · ${when(v.ts)}`
+    $('version-preview').textContent = v.text
+    $('version-view').hidden = false
+    message.textContent = ''
+  } catch (err) { fail('Loading the version failed', err) }
+}
+
+async function restoreVersion (id) {
+  try {
+    await api('POST', `/versions/${id}/restore`)
+    message.textContent = ''
+    await refreshVersions()
+  } catch (err) { fail('Restore failed', err) }
+}
+
+$('save-version').addEventListener('click', async () => {
+  const label = $('version-label').value.trim()
+  try {
+    await api('POST', '/versions', label ? { label } : {})
+    $('version-label').value = ''
+    message.textContent = ''
+    await refreshVersions()
+  } catch (err) { fail('Saving failed', err) }
+})
+$('version-label').addEventListener('keydown', (e) => { if (e.key === 'Enter') $('save-version').click() })
+$('version-view-close').addEventListener('click', () => { $('version-view').hidden = true; viewing = null })
+$('version-view-restore').addEventListener('click', () => { if (viewing !== null) restoreVersion(viewing) })
+
+// The server records a version a few seconds after edits settle: look again then.
+let settle = null
+ydoc.on('update', () => {
+  clearTimeout(settle)
+  settle = setTimeout(refreshVersions, 7000)
+})
+setInterval(refreshVersions, 30000)
+refreshVersions()
+
+// For tests and debugging in the console.
+window.lodgeDoc = { ydoc, ytext, provider, view, refreshVersions }
