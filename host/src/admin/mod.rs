@@ -409,11 +409,15 @@ async fn deploy(admin: &Admin, class: String, body: Bytes, label: Option<String>
 }
 
 fn metrics(admin: &Admin) -> HttpResponse {
+    use crate::metrics::header;
+    use crate::runtime::EVENT_KINDS;
     let rt = &admin.runtime;
     let m = rt.metrics();
     let store = rt.store().stats();
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    let lines = [
+    let sockets = rt.socket_counts();
+    let mut out = String::new();
+    let simple = [
         (
             "lodge_live_objects",
             "gauge",
@@ -429,20 +433,38 @@ fn metrics(admin: &Admin) -> HttpResponse {
         (
             "lodge_evictions_total",
             "counter",
-            "Instances evicted (idle or LRU).",
+            "Instances evicted (idle, LRU or requested).",
             load(&m.evictions),
         ),
         (
-            "lodge_events_total",
-            "counter",
-            "Events delivered to objects.",
-            load(&m.events),
+            "lodge_sockets_open",
+            "gauge",
+            "Open WebSockets.",
+            sockets.open as u64,
         ),
         (
-            "lodge_event_failures_total",
+            "lodge_sockets_hibernated",
+            "gauge",
+            "Open WebSockets whose object is evicted.",
+            sockets.hibernated as u64,
+        ),
+        (
+            "lodge_alarms_pending",
+            "gauge",
+            "Alarms stored and not yet handled.",
+            rt.store().alarm_count().unwrap_or(0),
+        ),
+        (
+            "lodge_alarms_fired_total",
             "counter",
-            "Events that trapped or hit a limit.",
-            load(&m.event_failures),
+            "on-alarm events that succeeded.",
+            load(&m.alarms_fired),
+        ),
+        (
+            "lodge_ai_streams",
+            "gauge",
+            "AI streams in flight.",
+            rt.ai_streams() as u64,
         ),
         (
             "lodge_commits_total",
@@ -463,13 +485,54 @@ fn metrics(admin: &Admin) -> HttpResponse {
             load(&admin.deploys),
         ),
     ];
-    let mut text = String::new();
-    for (name, kind, help, value) in lines {
-        text.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+    for (name, kind, help, value) in simple {
+        header(&mut out, name, kind, help);
+        out.push_str(&format!("{name} {value}\n"));
+    }
+    header(
+        &mut out,
+        "lodge_events_total",
+        "counter",
+        "Events delivered, by kind and outcome.",
+    );
+    for (i, kind) in EVENT_KINDS.iter().enumerate() {
+        out.push_str(&format!(
+            "lodge_events_total{{kind=\"{kind}\",outcome=\"ok\"}} {}\n",
+            load(&m.events_ok[i])
+        ));
+        out.push_str(&format!(
+            "lodge_events_total{{kind=\"{kind}\",outcome=\"failed\"}} {}\n",
+            load(&m.events_failed[i])
         ));
     }
-    let mut resp = hyper::Response::new(Full::new(Bytes::from(text)));
+    header(
+        &mut out,
+        "lodge_event_seconds",
+        "histogram",
+        "Time the guest spent on an event, by kind.",
+    );
+    for (i, kind) in EVENT_KINDS.iter().enumerate() {
+        m.event_latency[i].render(&mut out, "lodge_event_seconds", &format!("kind=\"{kind}\""));
+    }
+    header(
+        &mut out,
+        "lodge_commit_seconds",
+        "histogram",
+        "Group commit latency, fsync included.",
+    );
+    store
+        .commit_latency
+        .render(&mut out, "lodge_commit_seconds", "");
+    header(
+        &mut out,
+        "lodge_commit_batches",
+        "histogram",
+        "Event batches per group commit.",
+    );
+    store
+        .batch_size
+        .render(&mut out, "lodge_commit_batches", "");
+    let mut resp = hyper::Response::new(Full::new(Bytes::from(out)));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),

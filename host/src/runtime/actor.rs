@@ -352,6 +352,7 @@ impl Actor {
 
         let events = live.bindings.lodge_object_events();
         let store = &mut live.store;
+        let started = std::time::Instant::now();
         let result = match &event {
             Event::Request { request, .. } => events
                 .call_on_request(&mut *store, request)
@@ -390,6 +391,17 @@ impl Actor {
         self.rt
             .live
             .touch(self.entry.object.id, &self.entry.control);
+        let metrics = &self.rt.metrics;
+        let kind = event.kind_index();
+        metrics.event_latency[kind].observe(started.elapsed().as_secs_f64());
+        if result.is_ok() {
+            metrics.events_ok[kind].fetch_add(1, Ordering::Relaxed);
+            if kind == 4 {
+                metrics.alarms_fired.fetch_add(1, Ordering::Relaxed);
+            }
+        } else {
+            metrics.events_failed[kind].fetch_add(1, Ordering::Relaxed);
+        }
         match result {
             Ok(returned) => self.commit(event, returned),
             Err(trap) => {

@@ -36,6 +36,18 @@ pub enum Event {
 }
 
 impl Event {
+    /// The index of this kind in [`super::EVENT_KINDS`].
+    pub fn kind_index(&self) -> usize {
+        match self {
+            Event::Request { .. } => 0,
+            Event::Connect { .. } => 1,
+            Event::Message { .. } => 2,
+            Event::Close { .. } => 3,
+            Event::Alarm { .. } => 4,
+            Event::Ai { .. } => 5,
+        }
+    }
+
     /// A short name for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -51,13 +51,46 @@ pub struct ObjectStatus {
     pub sockets: usize,
 }
 
+/// Event kinds, in the order of [`Metrics::event_latency`].
+pub const EVENT_KINDS: [&str; 6] = ["request", "connect", "message", "close", "alarm", "ai"];
+
 /// Counters for metrics and tests.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     pub activations: AtomicU64,
     pub evictions: AtomicU64,
     pub events: AtomicU64,
     pub event_failures: AtomicU64,
+    /// Events that completed, by kind ([`EVENT_KINDS`]).
+    pub events_ok: [AtomicU64; 6],
+    /// Events that trapped or hit a limit, by kind.
+    pub events_failed: [AtomicU64; 6],
+    /// Time a guest spent on an event, by kind (seconds).
+    pub event_latency: [crate::metrics::Histogram; 6],
+    pub alarms_fired: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        use crate::metrics::{Histogram, LATENCY_BUCKETS};
+        Metrics {
+            activations: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+            events: AtomicU64::new(0),
+            event_failures: AtomicU64::new(0),
+            events_ok: Default::default(),
+            events_failed: Default::default(),
+            event_latency: std::array::from_fn(|_| Histogram::new(LATENCY_BUCKETS)),
+            alarms_fired: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Sockets on this host: all open ones, and those whose object is evicted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SocketCounts {
+    pub open: usize,
+    pub hibernated: usize,
 }
 
 /// One object's presence on this host.
@@ -203,6 +236,25 @@ impl Runtime {
             .class(class)
             .map(|c| c.limits.clone())
             .unwrap_or_else(|| self.inner.limits.clone())
+    }
+
+    /// Open sockets, and how many of them belong to evicted objects.
+    pub fn socket_counts(&self) -> SocketCounts {
+        let directory = self.inner.directory.lock().expect("directory lock");
+        let mut counts = SocketCounts::default();
+        for (id, entry) in directory.iter() {
+            let n = entry.sockets.lock().expect("socket table lock").len();
+            counts.open += n;
+            if n > 0 && !self.inner.live.contains(*id) {
+                counts.hibernated += n;
+            }
+        }
+        counts
+    }
+
+    /// AI streams running on this host.
+    pub fn ai_streams(&self) -> usize {
+        self.inner.ai.streams_in_flight()
     }
 
     /// Live instances now.

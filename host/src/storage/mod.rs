@@ -122,10 +122,26 @@ impl Batch {
 pub type CommitTicket = oneshot::Receiver<Result<(), StorageError>>;
 
 /// Figures about the writer, for metrics and benchmarks.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WriterStats {
     pub commits: std::sync::atomic::AtomicU64,
     pub batches: std::sync::atomic::AtomicU64,
+    /// Seconds per group commit (fsync included).
+    pub commit_latency: crate::metrics::Histogram,
+    /// Event batches per group commit.
+    pub batch_size: crate::metrics::Histogram,
+}
+
+impl Default for WriterStats {
+    fn default() -> Self {
+        use crate::metrics::{Histogram, LATENCY_BUCKETS, SIZE_BUCKETS};
+        WriterStats {
+            commits: Default::default(),
+            batches: Default::default(),
+            commit_latency: Histogram::new(LATENCY_BUCKETS),
+            batch_size: Histogram::new(SIZE_BUCKETS),
+        }
+    }
 }
 
 /// The database and its writer. Cheap to clone.
@@ -322,6 +338,13 @@ impl Store {
         Ok(value.and_then(|v| decode_alarm(object, v.value())))
     }
 
+    /// Pending alarms.
+    pub fn alarm_count(&self) -> Result<u64, StorageError> {
+        let txn = self.db.begin_read()?;
+        use redb::ReadableTableMetadata;
+        Ok(txn.open_table(ALARMS)?.len()?)
+    }
+
     /// The earliest alarms, at most `limit`, in due order.
     pub fn next_alarms(&self, limit: usize) -> Result<Vec<Alarm>, StorageError> {
         let txn = self.db.begin_read()?;
@@ -386,6 +409,10 @@ fn writer_loop(db: &Database, rx: &std_mpsc::Receiver<Pending>, stats: &WriterSt
         let result = commit_group(db, &group);
         stats.commits.fetch_add(1, Relaxed);
         stats.batches.fetch_add(group.len() as u64, Relaxed);
+        stats
+            .commit_latency
+            .observe(started.elapsed().as_secs_f64());
+        stats.batch_size.observe(group.len() as f64);
         tracing::trace!(batches = group.len(), elapsed = ?started.elapsed(), "group commit");
         if let Err(e) = &result {
             tracing::error!(error = %e, batches = group.len(), "group commit failed");
