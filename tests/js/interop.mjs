@@ -257,20 +257,9 @@ async function main () {
       check(`${what}: awareness reaches every client (names and colors)`, true)
     }
     if (round === 2 && ghost) {
-      // The object was (typically) evicted in between: the sockets stayed open, and the
-      // awareness kept in their attachments answers a newcomer and a query.
-      const raw = rawSocket()
-      await raw.opened
-      const onConnect = await raw.next((f) => f[0] === 1, 'awareness on connect')
-      const known = awarenessEntries(onConnect).map((e) => e.state && e.state.user && e.state.user.name)
-      check(`${what}: a newcomer gets every known awareness state on connect`, [...names, 'ghost'].every((n) => known.includes(n)), JSON.stringify(known))
-      raw.ws.send(new Uint8Array([3]))
-      const answer = await raw.next((f) => f[0] === 1, 'answer to queryAwareness')
-      const answered = awarenessEntries(answer).map((e) => e.state && e.state.user && e.state.user.name)
-      check(`${what}: queryAwareness is answered with the last-known states`, [...names, 'ghost'].every((n) => answered.includes(n)), JSON.stringify(answered))
-      raw.ws.close()
-
-      // The ghost vanishes without a goodbye: the server must announce its removal.
+      // The object was (typically) evicted in between; the sockets stayed open. The ghost
+      // vanishes without a goodbye: its close reaches the object (re-activated for it),
+      // which announces the removal from what the socket's attachment kept.
       const ghostId = ghost.doc.clientID
       ghost.provider.shouldConnect = false
       ghost.provider.ws.terminate()
@@ -280,6 +269,18 @@ async function main () {
       check(`${what}: an abruptly closed client's awareness is removed for the others`, true)
       ghost.provider.destroy()
       ghost = null
+
+      // A newcomer and a query get the last-known states from the sockets' attachments.
+      const raw = rawSocket()
+      await raw.opened
+      const userNames = (f) => f[0] === 1 ? awarenessEntries(f).map((e) => e.state && e.state.user && e.state.user.name) : []
+      const full = (f) => names.every((n) => userNames(f).includes(n))
+      const onConnect = await raw.next(full, 'awareness with every client on connect')
+      check(`${what}: a newcomer gets every known awareness state on connect`, !userNames(onConnect).includes('ghost'), JSON.stringify(userNames(onConnect)))
+      raw.ws.send(new Uint8Array([3]))
+      await raw.next(full, 'an answer to queryAwareness with every client')
+      check(`${what}: queryAwareness is answered with the last-known states`, true)
+      raw.ws.close()
     }
     if (round >= 3) {
       // Edits made while the connection may be down are kept and sent on reconnect.

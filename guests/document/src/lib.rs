@@ -6,6 +6,7 @@
 //! history over HTTP and an editor page at `GET /doc/{name}`. `docs/document.md` is the
 //! reference for clients and operators.
 
+mod awareness;
 mod codec;
 pub mod diff;
 mod page;
@@ -15,10 +16,10 @@ mod versions;
 
 use lodge_sdk::sockets::raw as sockets_raw;
 use lodge_sdk::{Connect, Message, Object, Request, Response, Socket, alarms, object, sockets};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
-use protocol::{AwarenessEntry, Incoming, ProtocolError};
+use protocol::{Incoming, ProtocolError};
 use store::{DocError, Document};
 
 /// Close code: a message does not decode (bad varint, truncated, invalid update or state
@@ -31,11 +32,6 @@ pub const CLOSE_TOO_LARGE: u16 = 4413;
 pub const CLOSE_UNSUPPORTED: u16 = 4415;
 /// Close code: the update could not be stored (storage quota or failure); try again later.
 pub const CLOSE_STORAGE: u16 = 4507;
-
-/// Awareness entries kept per socket (a y-websocket client uses one).
-const MAX_AWARENESS_PER_SOCKET: usize = 16;
-/// Attachments above this are stored without the awareness states (ids and clocks only).
-const MAX_ATTACHMENT_JSON: usize = 1_900;
 
 /// The class settings (`[classes.doc.settings]`).
 #[derive(Clone, Debug)]
@@ -64,63 +60,6 @@ impl Settings {
     }
 }
 
-/// What a socket's attachment holds: the awareness clients it speaks for, so that its
-/// close (even while the object is evicted) can announce that they left, and their last
-/// states, so a newcomer or a query gets them after an eviction.
-#[derive(Serialize, Deserialize, Default, Debug)]
-struct Attachment {
-    #[serde(default)]
-    aw: Vec<AwSlot>,
-}
-
-#[derive(Serialize, Deserialize, Debug, Clone)]
-struct AwSlot {
-    /// Awareness client id.
-    c: u64,
-    /// Its last clock.
-    k: u64,
-    /// Its last state, unless it did not fit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    s: Option<serde_json::Value>,
-}
-
-fn attachment(socket: Socket) -> Attachment {
-    socket.attachment().unwrap_or_default()
-}
-
-fn set_attachment(socket: Socket, mut att: Attachment) {
-    let fits =
-        |a: &Attachment| serde_json::to_string(a).map_or(0, |s| s.len()) <= MAX_ATTACHMENT_JSON;
-    if !fits(&att) {
-        for slot in &mut att.aw {
-            slot.s = None;
-        }
-    }
-    if socket.set_attachment(&att).is_err() {
-        eprintln!(
-            "document: cannot store awareness for socket {}",
-            socket.id()
-        );
-    }
-}
-
-/// Every awareness state the open sockets speak for.
-fn known_awareness() -> Vec<AwarenessEntry> {
-    let mut out = Vec::new();
-    for socket in sockets::all() {
-        for slot in attachment(socket).aw {
-            if let Some(state) = slot.s {
-                out.push(AwarenessEntry {
-                    client: slot.c,
-                    clock: slot.k,
-                    state: Some(state),
-                });
-            }
-        }
-    }
-    out
-}
-
 fn send(socket: Socket, bytes: Vec<u8>) -> Result<(), sockets::SocketError> {
     sockets_raw::send(socket.id(), &Message::Binary(bytes))
 }
@@ -140,6 +79,8 @@ pub struct DocumentObject {
     /// The loaded document; `None` until an event needs it, or after a failure left it
     /// out of step with storage.
     doc: Option<Document>,
+    /// Who owns which awareness client (a cache of the sockets' attachments).
+    awareness: awareness::Awareness,
 }
 
 impl DocumentObject {
@@ -205,27 +146,15 @@ impl DocumentObject {
             }
             Incoming::Awareness(payload) => {
                 let entries = protocol::parse_awareness(payload).map_err(|e| e.close())?;
-                let mut att = attachment(socket);
-                for e in &entries {
-                    att.aw.retain(|s| s.c != e.client);
-                    if let Some(state) = &e.state {
-                        att.aw.push(AwSlot {
-                            c: e.client,
-                            k: e.clock,
-                            s: Some(state.clone()),
-                        });
-                    }
+                let fresh = self.awareness.update(socket, entries);
+                if !fresh.is_empty() {
+                    // To everyone, the sender too: y-websocket clients count their own
+                    // echo as a sign of life (they reconnect after 30 s of silence).
+                    broadcast(protocol::awareness_message(&fresh), &[]);
                 }
-                while att.aw.len() > MAX_AWARENESS_PER_SOCKET {
-                    att.aw.remove(0);
-                }
-                set_attachment(socket, att);
-                // To everyone, the sender too: y-websocket clients count their own echo
-                // as a sign of life (they reconnect after 30 s of silence).
-                broadcast(frame.to_vec(), &[]);
             }
             Incoming::QueryAwareness => {
-                let known = known_awareness();
+                let known = self.awareness.known();
                 if !known.is_empty() {
                     let _ = send(socket, protocol::awareness_message(&known));
                 }
@@ -400,6 +329,7 @@ impl Object for DocumentObject {
         DocumentObject {
             settings: Settings::read(),
             doc: None,
+            awareness: awareness::Awareness::default(),
         }
     }
 
@@ -433,11 +363,11 @@ impl Object for DocumentObject {
         };
         // Our step 1 (the client answers with what we miss), then who else is here.
         let _ = send(socket, protocol::sync_message(protocol::SYNC_STEP1, &sv));
-        let known = known_awareness();
+        let known = self.awareness.known();
         if !known.is_empty() {
             let _ = send(socket, protocol::awareness_message(&known));
         }
-        Connect::accept().attachment(&Attachment::default())
+        Connect::accept().attachment(&awareness::Attachment::default())
     }
 
     fn on_message(&mut self, socket: Socket, message: Message) {
@@ -454,26 +384,9 @@ impl Object for DocumentObject {
     }
 
     fn on_close(&mut self, socket: Socket, _code: u16, _reason: String) {
-        // The clients this socket spoke for are gone, unless another socket (the same
-        // client, reconnected) speaks for them now.
-        let gone = attachment(socket).aw;
-        if gone.is_empty() {
-            return;
-        }
-        let others: Vec<u64> = sockets::all()
-            .into_iter()
-            .filter(|s| *s != socket)
-            .flat_map(|s| attachment(s).aw.into_iter().map(|slot| slot.c))
-            .collect();
-        let removals: Vec<AwarenessEntry> = gone
-            .into_iter()
-            .filter(|slot| !others.contains(&slot.c))
-            .map(|slot| AwarenessEntry {
-                client: slot.c,
-                clock: slot.k + 1,
-                state: None,
-            })
-            .collect();
+        // The clients this socket spoke for are gone (unless another socket owns them
+        // now, e.g. the same client reconnected). Works from a fresh instance too.
+        let removals = self.awareness.closed(socket);
         if !removals.is_empty() {
             broadcast(protocol::awareness_message(&removals), &[socket]);
         }

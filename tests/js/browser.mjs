@@ -1,0 +1,144 @@
+// Headless Chromium check of the `doc` editor page: two people (separate browser
+// contexts, so separate localStorage) open the same document, give their names, type
+// at the same time, and each sees both edits and the other's named cursor; then the
+// version panel saves, views and restores a version, and a reload keeps the name.
+//
+//   node browser.mjs --url http://127.0.0.1:PORT [--doc NAME] [--chromium /usr/bin/chromium]
+//
+// Chromium is Debian's package, driven by playwright-core (no browser download). The
+// last line is `N passed, N failed`.
+
+import { chromium } from 'playwright-core'
+
+const args = {}
+for (let i = 2; i < process.argv.length; i++) {
+  const a = process.argv[i]
+  if (a.startsWith('--')) args[a.slice(2)] = process.argv[i + 1] && !process.argv[i + 1].startsWith('--') ? process.argv[++i] : true
+}
+const BASE = (args.url || 'http://127.0.0.1:8080').replace(/\/$/, '')
+const DOC = args.doc || `browser-${Date.now()}`
+const PAGE = `${BASE}/doc/${encodeURIComponent(DOC)}`
+const WAIT = Number(args.wait || 30000)
+
+let passed = 0
+let failed = 0
+function check (name, ok, detail = '') {
+  if (ok) { passed++; console.log(`ok - ${name}`) } else { failed++; console.log(`not ok - ${name}${detail ? ': ' + detail : ''}`) }
+  return ok
+}
+
+/** Waits for a condition in the page; records a failure (not a crash) on timeout. */
+async function waitIn (page, name, fn, arg) {
+  try {
+    await page.waitForFunction(fn, arg, { timeout: WAIT })
+    return check(name, true)
+  } catch (e) {
+    return check(name, false, e.message.split('\n')[0])
+  }
+}
+
+const editorText = (page) => page.evaluate(() => window.lodgeDoc.view.state.doc.toString())
+
+async function openAs (browser, name, external) {
+  const context = await browser.newContext()
+  const page = await context.newPage()
+  page.on('request', (req) => {
+    if (!req.url().startsWith(BASE) && !req.url().startsWith('data:')) external.push(req.url())
+  })
+  page.on('pageerror', (err) => console.log(`# ${name} page error: ${err.message}`))
+  await page.goto(PAGE)
+  await waitIn(page, `${name}: the name dialog asks for a name on the first visit`,
+    () => !document.getElementById('name-dialog').hidden)
+  await page.fill('#name-input', name)
+  await page.click('#name-ok')
+  await waitIn(page, `${name}: connected and synced`,
+    () => { const s = document.getElementById('status'); return s.dataset.state === 'connected' && s.dataset.synced === 'true' })
+  return { context, page }
+}
+
+async function main () {
+  const browser = await chromium.launch({
+    executablePath: args.chromium || '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run']
+  })
+  const external = []
+  try {
+    const alice = await openAs(browser, 'Alice', external)
+    const bob = await openAs(browser, 'Bob', external)
+    check('the page has the documented ids', await alice.page.evaluate(() =>
+      ['editor', 'status', 'versions', 'save-version', 'name-input'].every((id) => document.getElementById(id)) &&
+      !!document.querySelector('#editor .cm-content')))
+
+    // Both type at once, at opposite ends of the document.
+    await alice.page.click('#editor .cm-content')
+    await bob.page.click('#editor .cm-content')
+    await Promise.all([
+      alice.page.keyboard.type('Hello from Alice. ', { delay: 15 }),
+      (async () => {
+        await bob.page.keyboard.press('Control+End')
+        await bob.page.keyboard.type('Bob was here. ', { delay: 15 })
+      })()
+    ])
+    for (const [who, p] of [['Alice', alice.page], ['Bob', bob.page]]) {
+      await waitIn(p, `${who} sees both edits`,
+        () => { const t = window.lodgeDoc.view.state.doc.toString(); return t.includes('Hello from Alice. ') && t.includes('Bob was here. ') })
+    }
+    const a = await editorText(alice.page)
+    const b = await editorText(bob.page)
+    check('both editors show the same text', a === b, `${JSON.stringify(a)} vs ${JSON.stringify(b)}`)
+    const server = await (await fetch(`${PAGE}/text`)).text()
+    check('the server has the same text', server === a, `${JSON.stringify(server)} vs ${JSON.stringify(a)}`)
+
+    // Each sees the other's cursor, with the name.
+    await waitIn(alice.page, "Alice sees Bob's cursor with his name",
+      () => [...document.querySelectorAll('#editor .cm-ySelectionInfo')].some((e) => e.textContent.includes('Bob')))
+    await waitIn(bob.page, "Bob sees Alice's cursor with her name",
+      () => [...document.querySelectorAll('#editor .cm-ySelectionInfo')].some((e) => e.textContent.includes('Alice')))
+
+    // Version panel: save with a label, view it, edit on, restore it.
+    const saved = await editorText(alice.page)
+    await alice.page.fill('#version-label', 'from the browser')
+    await alice.page.click('#save-version')
+    await waitIn(alice.page, 'the saved version is listed',
+      () => [...document.querySelectorAll('#version-list li[data-id]')].some((li) => li.textContent.includes('from the browser')))
+    await alice.page.click('#version-list li[data-id]:has-text("from the browser") button.view')
+    await waitIn(alice.page, 'viewing the version shows its text',
+      (t) => !document.getElementById('version-view').hidden && document.getElementById('version-preview').textContent === t, saved)
+    await bob.page.click('#editor .cm-content')
+    await bob.page.keyboard.press('Control+End')
+    await bob.page.keyboard.type('More from Bob.', { delay: 10 })
+    await waitIn(alice.page, "Alice sees Bob's later edit",
+      () => window.lodgeDoc.view.state.doc.toString().includes('More from Bob.'))
+    await alice.page.click('#version-list li[data-id]:has-text("from the browser") button.restore')
+    for (const [who, p] of [['Alice', alice.page], ['Bob', bob.page]]) {
+      await waitIn(p, `${who}'s editor shows the restored version`, (t) => window.lodgeDoc.view.state.doc.toString() === t, saved)
+    }
+    await waitIn(alice.page, 'the history lists the restore and keeps the work before it',
+      () => {
+        const items = [...document.querySelectorAll('#version-list li[data-id]')].map((li) => li.textContent)
+        return items.some((t) => t.includes('restored version')) && items.some((t) => t.includes('before restoring'))
+      })
+
+    // The name is remembered: no dialog after a reload.
+    await alice.page.reload()
+    await waitIn(alice.page, 'after a reload the name is remembered and the page syncs again',
+      () => document.getElementById('name-dialog').hidden &&
+        document.querySelector('#name-button .name').textContent === 'Alice' &&
+        document.getElementById('status').dataset.synced === 'true')
+    check('the page loaded nothing from elsewhere', external.length === 0, external.join(', '))
+    await alice.context.close()
+    await bob.context.close()
+  } finally {
+    await browser.close()
+  }
+}
+
+main().catch((e) => {
+  failed++
+  console.log(`not ok - ${e && e.stack ? e.stack : e}`)
+}).finally(() => {
+  console.log(`${passed} passed, ${failed} failed`)
+  process.exit(failed === 0 ? 0 : 1)
+})
