@@ -39,6 +39,15 @@ impl Object for Counter {
                     Err(e) => Response::error(400, e.to_string()),
                 }
             }
+            ("PUT", "/kv-unwrap") => {
+                // Like `PUT /kv`, but after a write of its own and with `unwrap()`: a
+                // refused write (quota, size) traps, and both writes must be rolled back.
+                bump("count", 1);
+                let key = req.query_param("key").unwrap_or_default();
+                let value = String::from_utf8_lossy(&req.body).into_owned();
+                storage::put(&format!("kv:{key}"), &value).unwrap();
+                Response::json(200, &json!({ "ok": true }))
+            }
             ("GET", "/kv") => {
                 let key = req.query_param("key").unwrap_or_default();
                 let value: Option<String> = storage::get(&format!("kv:{key}")).unwrap();
