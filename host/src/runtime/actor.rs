@@ -55,6 +55,7 @@ pub(super) fn spawn(rt: Arc<Inner>, object: ObjectRef) -> Arc<ObjectEntry> {
     let sockets = Arc::new(Mutex::new(SocketTable::default()));
     let entry = Arc::new(ObjectEntry {
         object: object.clone(),
+        wants_wake: AtomicBool::new(false),
         mailbox: mailbox_tx,
         control: control_tx.clone(),
         sockets: sockets.clone(),
@@ -67,6 +68,7 @@ pub(super) fn spawn(rt: Arc<Inner>, object: ObjectRef) -> Arc<ObjectEntry> {
     tokio::spawn(
         gate::run(
             gate_rx,
+            entry.clone(),
             ctx.clone(),
             control_tx,
             commit_failed.clone(),
@@ -195,6 +197,7 @@ impl Actor {
                     }
                 }
                 Envelope::Delete(done) => self.delete(done),
+                Envelope::Wake => {}
             }
         }
     }
@@ -207,7 +210,7 @@ impl Actor {
     /// directory lock, which every new sender of events takes, so no event is lost.
     fn try_retire(&mut self) -> bool {
         let mut directory = self.rt.directory.lock().expect("directory lock");
-        let idle = self.mailbox.is_empty()
+        let unused = self.mailbox.is_empty()
             && self.control_rx.is_empty()
             && self
                 .entry
@@ -215,9 +218,13 @@ impl Actor {
                 .lock()
                 .expect("socket table lock")
                 .is_empty()
-            && self.streams_in_flight() == 0
-            && self.ctx.overlay.lock().expect("overlay lock").is_empty();
+            && self.streams_in_flight() == 0;
+        // Only a commit still in flight may stand in the way now: ask the gate to wake
+        // us when it lands. Set before looking, so a commit landing in between is seen.
+        self.entry.wants_wake.store(unused, Ordering::SeqCst);
+        let idle = unused && self.ctx.overlay.lock().expect("overlay lock").is_empty();
         if idle {
+            self.entry.wants_wake.store(false, Ordering::SeqCst);
             let ours = directory
                 .get(&self.entry.object.id)
                 .is_some_and(|e| Arc::ptr_eq(e, &self.entry));

@@ -30,6 +30,7 @@ pub struct Release {
 /// Runs the gate of one object until its actor goes away.
 pub async fn run(
     mut releases: mpsc::UnboundedReceiver<Release>,
+    entry: Arc<super::ObjectEntry>,
     object: Arc<ObjectContext>,
     control: mpsc::UnboundedSender<Envelope>,
     commit_failed: Arc<AtomicBool>,
@@ -56,6 +57,12 @@ pub async fn run(
                 }
                 if let Some(reply) = release.reply {
                     reply(Ok(()));
+                }
+                // The actor may be idle, waiting only for this commit before it retires.
+                if object.overlay.lock().expect("overlay lock").is_empty()
+                    && entry.wants_wake.swap(false, Ordering::SeqCst)
+                {
+                    let _ = control.send(Envelope::Wake);
                 }
             }
             Err(e) => {

@@ -40,6 +40,8 @@ pub enum Envelope {
     Evict,
     /// Delete the object: close its sockets, erase its storage and alarm.
     Delete(oneshot::Sender<Result<(), EventError>>),
+    /// Nothing to do: the gate finished a commit the actor was waiting for to retire.
+    Wake,
 }
 
 /// What the host knows about one object right now.
@@ -96,6 +98,8 @@ pub struct SocketCounts {
 /// One object's presence on this host.
 pub struct ObjectEntry {
     pub object: ObjectRef,
+    /// The actor wants to retire but a commit is still in flight: the gate wakes it.
+    wants_wake: AtomicBool,
     mailbox: mpsc::Sender<Envelope>,
     control: mpsc::UnboundedSender<Envelope>,
     sockets: Arc<Mutex<SocketTable>>,
@@ -267,33 +271,74 @@ impl Runtime {
         self.inner.alarm_wake.clone()
     }
 
-    /// The object's entry, created (with its actor) if it has none.
-    fn entry(&self, object: &ObjectRef) -> Result<Arc<ObjectEntry>, EventError> {
+    /// Runs `f` on the object's entry (created, with its actor, if it has none) while
+    /// holding the directory lock. An actor retires only under the same lock after
+    /// finding its mailbox empty, so whatever `f` queues is never lost to a retiring
+    /// actor. `f` must not block.
+    fn with_entry<T>(
+        &self,
+        object: &ObjectRef,
+        f: impl FnOnce(&Arc<ObjectEntry>) -> Result<T, EventError>,
+    ) -> Result<T, EventError> {
         if self.inner.shutting_down.load(Ordering::Relaxed) {
             return Err(EventError::ShuttingDown);
         }
         let mut directory = self.inner.directory.lock().expect("directory lock");
-        if let Some(entry) = directory.get(&object.id) {
-            return Ok(entry.clone());
+        let entry = match directory.get(&object.id) {
+            Some(entry) => entry.clone(),
+            None => {
+                let entry = actor::spawn(self.inner.clone(), object.clone());
+                directory.insert(object.id, entry.clone());
+                entry
+            }
+        };
+        f(&entry)
+    }
+
+    fn overloaded(&self, object: &ObjectRef) -> EventError {
+        EventError::Overloaded {
+            object: object.to_string(),
+            message: format!(
+                "{} events are already queued",
+                self.inner.config.mailbox_capacity
+            ),
         }
-        let entry = actor::spawn(self.inner.clone(), object.clone());
-        directory.insert(object.id, entry.clone());
-        Ok(entry)
     }
 
     /// Queues an event without waiting; a full mailbox means the object is overloaded.
-    fn dispatch(&self, object: &ObjectRef, event: Event) -> Result<Arc<ObjectEntry>, EventError> {
-        let entry = self.entry(object)?;
-        match entry.mailbox.try_send(Envelope::Event(event)) {
-            Ok(()) => Ok(entry),
-            Err(mpsc::error::TrySendError::Full(_)) => Err(EventError::Overloaded {
-                object: object.to_string(),
-                message: format!(
-                    "{} events are already queued",
-                    self.inner.config.mailbox_capacity
-                ),
-            }),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(EventError::ShuttingDown),
+    fn dispatch(&self, object: &ObjectRef, event: Event) -> Result<(), EventError> {
+        self.with_entry(object, |entry| {
+            entry
+                .mailbox
+                .try_send(Envelope::Event(event))
+                .map_err(|e| match e {
+                    mpsc::error::TrySendError::Full(_) => self.overloaded(object),
+                    mpsc::error::TrySendError::Closed(_) => EventError::ShuttingDown,
+                })
+        })
+    }
+
+    /// Queues an internal envelope (alarm, delete), waiting for room in the mailbox
+    /// instead of refusing it.
+    async fn dispatch_waiting(
+        &self,
+        object: &ObjectRef,
+        mut envelope: Envelope,
+    ) -> Result<(), EventError> {
+        loop {
+            let result =
+                self.with_entry(object, |entry| match entry.mailbox.try_send(envelope) {
+                    Ok(()) => Ok(None),
+                    Err(mpsc::error::TrySendError::Full(back)) => Ok(Some(back)),
+                    Err(mpsc::error::TrySendError::Closed(_)) => Err(EventError::ShuttingDown),
+                })?;
+            match result {
+                None => return Ok(()),
+                Some(back) => {
+                    envelope = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
         }
     }
 
@@ -314,33 +359,30 @@ impl Runtime {
         object: &ObjectRef,
         request: Request,
     ) -> Result<Connected, EventError> {
-        let entry = self.entry(object)?;
         let id = self.inner.socket_ids.fetch_add(1, Ordering::Relaxed);
-        let outbound = {
-            let mut sockets = entry.sockets.lock().expect("socket table lock");
-            let max_sockets = self.class_limits(&object.class).max_sockets;
-            if sockets.len() >= max_sockets {
-                return Err(EventError::Overloaded {
-                    object: object.to_string(),
-                    message: format!("it already has {max_sockets} sockets, the limit"),
-                });
-            }
-            sockets.insert(id, self.inner.config.socket_send_queue)
-        };
+        let max_sockets = self.class_limits(&object.class).max_sockets;
         let (reply, rx) = oneshot::channel();
         let event = Event::Connect {
             socket: id,
             request,
             reply,
         };
-        let queued = entry.mailbox.try_send(Envelope::Event(event));
-        let result = match queued {
-            Ok(()) => rx.await.unwrap_or(Err(EventError::ShuttingDown)),
-            Err(_) => Err(EventError::Overloaded {
-                object: object.to_string(),
-                message: "its mailbox is full".into(),
-            }),
-        };
+        let (entry, outbound) = self.with_entry(object, |entry| {
+            let mut sockets = entry.sockets.lock().expect("socket table lock");
+            if sockets.len() >= max_sockets {
+                return Err(EventError::Overloaded {
+                    object: object.to_string(),
+                    message: format!("it already has {max_sockets} sockets, the limit"),
+                });
+            }
+            entry
+                .mailbox
+                .try_send(Envelope::Event(event))
+                .map_err(|_| self.overloaded(object))?;
+            let outbound = sockets.insert(id, self.inner.config.socket_send_queue);
+            Ok((entry.clone(), outbound))
+        })?;
+        let result = rx.await.unwrap_or(Err(EventError::ShuttingDown));
         match result {
             Ok(ConnectOutcome::Accept(_)) => Ok(Connected::Accepted(SocketLink {
                 id,
@@ -364,13 +406,9 @@ impl Runtime {
         due_ms: u64,
     ) -> Result<AlarmOutcome, EventError> {
         let (done, rx) = oneshot::channel();
-        let entry = self.entry(object)?;
         // Alarms are internal: they wait for room rather than being refused.
-        entry
-            .mailbox
-            .send(Envelope::Event(Event::Alarm { due_ms, done }))
-            .await
-            .map_err(|_| EventError::ShuttingDown)?;
+        self.dispatch_waiting(object, Envelope::Event(Event::Alarm { due_ms, done }))
+            .await?;
         rx.await.map_err(|_| EventError::ShuttingDown)
     }
 
@@ -419,13 +457,9 @@ impl Runtime {
 
     /// Deletes an object: closes its sockets (1000), erases its storage and alarm.
     pub async fn delete(&self, object: &ObjectRef) -> Result<(), EventError> {
-        let entry = self.entry(object)?;
         let (done, rx) = oneshot::channel();
-        entry
-            .mailbox
-            .send(Envelope::Delete(done))
-            .await
-            .map_err(|_| EventError::ShuttingDown)?;
+        self.dispatch_waiting(object, Envelope::Delete(done))
+            .await?;
         rx.await.unwrap_or(Err(EventError::ShuttingDown))
     }
 

@@ -32,6 +32,8 @@ pub struct Overlay {
     /// The batch that last cleared the object, while it is not durable.
     cleared: Option<u64>,
     next_seq: u64,
+    /// The newest batch known to be durable (or abandoned).
+    done_seq: u64,
 }
 
 impl Overlay {
@@ -51,6 +53,7 @@ impl Overlay {
 
     /// Batch `seq` (and every earlier one) is durable: redb now shows its writes.
     pub fn committed(&mut self, seq: u64) {
+        self.done_seq = self.done_seq.max(seq);
         self.entries.retain(|_, (_, s)| *s > seq);
         if self.cleared.is_some_and(|c| c <= seq) {
             self.cleared = None;
@@ -61,6 +64,7 @@ impl Overlay {
     pub fn reset(&mut self) {
         self.entries.clear();
         self.cleared = None;
+        self.done_seq = self.next_seq;
     }
 
     /// Bytes of keys and values the pending writes add at most.
@@ -71,9 +75,10 @@ impl Overlay {
             .sum()
     }
 
-    /// Whether no write is pending.
+    /// Whether nothing is pending: no write, and no batch (not even one that only
+    /// changes the alarm) still on its way to disk.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.cleared.is_none()
+        self.entries.is_empty() && self.cleared.is_none() && self.done_seq == self.next_seq
     }
 }
 
