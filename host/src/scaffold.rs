@@ -443,7 +443,8 @@ impl Object for Guestbook {
             Err(e) => return Connect::reject(Response::error(400, e)),
         };
         // The socket can be written to already; this frame leaves after the upgrade.
-        let hello = json!({ "type": "hello", "name": name, "entries": self.recent(book::DEFAULT_LIMIT) });
+        let hello =
+            json!({ "type": "hello", "name": name, "entries": self.recent(book::DEFAULT_LIMIT) });
         let _ = socket.send_json(&hello);
         // The attachment is small per-socket data kept by the host: it survives while
         // this object is evicted, which `self` does not.
@@ -673,7 +674,11 @@ mod tests {
             parse_frame(r#"{"type":"sign","text":"hi"}"#),
             Ok(ClientFrame::Sign { text: "hi".into() })
         );
-        assert!(parse_frame(r#"{"type":"shout"}"#).unwrap_err().contains("sign"));
+        assert!(
+            parse_frame(r#"{"type":"shout"}"#)
+                .unwrap_err()
+                .contains("sign")
+        );
         assert!(parse_frame("not json").is_err());
         let body = parse_sign_request(br#"{"name":"ada","text":"hi"}"#).unwrap();
         assert_eq!((body.name.as_str(), body.text.as_str()), ("ada", "hi"));
@@ -682,7 +687,12 @@ mod tests {
 
     #[test]
     fn frames_have_a_type() {
-        let entry = Entry { n: 1, name: "ada".into(), text: "hi".into(), at: 5 };
+        let entry = Entry {
+            n: 1,
+            name: "ada".into(),
+            text: "hi".into(),
+            at: 5,
+        };
         assert_eq!(entry_frame(&entry)["type"], "entry");
         assert_eq!(entry_frame(&entry)["entry"]["n"], 1);
         assert_eq!(error_frame("no")["error"], "no");

@@ -1,0 +1,308 @@
+//! `lodge new`: the crate it scaffolds builds for wasm32-wasip2 and passes its own tests
+//! as it is, and the class serves on a real host: its page, HTTP signing, WebSocket
+//! broadcast, refused input, the class setting, the auto-response, hibernation and a
+//! restart. Bad names, taken folders and a missing SDK are refused with a clear message
+//! and leave nothing behind.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use lodge_tests::{HostConfig, Ws, get, http, lodge_bin, post};
+use serde_json::{Value, json};
+
+/// Runs `lodge new ARGS...` and returns its output.
+fn lodge_new(args: &[&str]) -> Output {
+    Command::new(lodge_bin())
+        .arg("new")
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run lodge new")
+}
+
+/// Runs cargo in the scaffolded crate with its own target dir, as a user would: the
+/// `cargo` on PATH (with rustup, the crate's rust-toolchain.toml picks the toolchain) and
+/// none of the outer cargo's settings (they are for the host build).
+fn cargo(dir: &Path, target_dir: &Path, args: &[&str]) -> Output {
+    let out = Command::new("cargo")
+        .args(args)
+        .current_dir(dir)
+        .env_remove("CARGO")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env("CARGO_TARGET_DIR", target_dir)
+        .output()
+        .expect("run cargo");
+    assert!(
+        out.status.success(),
+        "cargo {args:?} failed in {}:\n{}\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_class_builds_tests_and_serves_as_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = lodge_new(&["guestbook", "--dir", tmp.path().to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("created the lodge class `guestbook`"),
+        "{stdout}"
+    );
+    let krate = tmp.path().join("guestbook");
+    for file in [
+        "Cargo.toml",
+        "rust-toolchain.toml",
+        "README.md",
+        "lodge.toml",
+        "src/lib.rs",
+    ] {
+        assert!(krate.join(file).is_file(), "{file} is missing");
+    }
+    let readme = std::fs::read_to_string(krate.join("README.md")).unwrap();
+    for command in [
+        "cargo build --release --target wasm32-wasip2",
+        "[classes.guestbook]",
+        "lodge deploy guestbook",
+    ] {
+        assert!(readme.contains(command), "README.md lacks {command}");
+    }
+
+    // Builds, passes its own unit tests and is formatted, exactly as scaffolded.
+    let target = tmp.path().join("target");
+    cargo(
+        &krate,
+        &target,
+        &["build", "--release", "--target", "wasm32-wasip2", "--quiet"],
+    );
+    let tested = cargo(&krate, &target, &["test", "--quiet"]);
+    let report = String::from_utf8_lossy(&tested.stdout);
+    assert!(report.contains("test result: ok"), "{report}");
+    assert!(!report.contains(" 0 passed"), "{report}");
+    cargo(&krate, &target, &["fmt", "--check"]);
+    let wasm = target.join("wasm32-wasip2/release/guestbook.wasm");
+    assert!(wasm.is_file(), "{} was not built", wasm.display());
+
+    let mut host = HostConfig::new()
+        .class_file("guestbook", wasm)
+        .setting("guestbook", "max_text_len", "20")
+        .toml("runtime", "idle_timeout_ms = 300")
+        .start()
+        .await
+        .unwrap();
+
+    // The page, and an empty book.
+    let page = get(&host.url("/guestbook/lobby/")).await.unwrap();
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.content_type.starts_with("text/html"));
+    assert!(page.body.contains("<title>Guestbook</title>"));
+    let entries = get(&host.url("/guestbook/lobby/entries")).await.unwrap();
+    assert_eq!(entries.status, 200, "{}", entries.body);
+    assert_eq!(entries.json(), json!([]));
+
+    // Signing over HTTP reaches the open sockets.
+    let mut alice = Ws::connect(&host.ws_url("/guestbook/lobby/ws?name=alice"))
+        .await
+        .unwrap();
+    let hello = alice.recv_type("hello").await.unwrap();
+    assert_eq!(hello["name"], "alice");
+    assert_eq!(hello["entries"], json!([]));
+    let signed = post(
+        &host.url("/guestbook/lobby/entries"),
+        r#"{"name":"ada","text":"hello"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(signed.status, 201, "{}", signed.body);
+    assert_eq!(signed.json()["n"], 1);
+    let entry = alice.recv_type("entry").await.unwrap();
+    assert_eq!(
+        (
+            &entry["entry"]["n"],
+            &entry["entry"]["name"],
+            &entry["entry"]["text"]
+        ),
+        (&json!(1), &json!("ada"), &json!("hello"))
+    );
+
+    // Signing over a WebSocket reaches everyone, the sender included.
+    let mut bob = Ws::connect(&host.ws_url("/guestbook/lobby/ws?name=bob"))
+        .await
+        .unwrap();
+    let hello = bob.recv_type("hello").await.unwrap();
+    assert_eq!(hello["entries"][0]["name"], "ada");
+    bob.send_json(&json!({"type": "sign", "text": "hi all"}))
+        .await
+        .unwrap();
+    for ws in [&mut alice, &mut bob] {
+        let entry = ws.recv_type("entry").await.unwrap();
+        assert_eq!(entry["entry"]["n"], 2);
+        assert_eq!(entry["entry"]["name"], "bob");
+    }
+
+    // A bad frame gets an error to its sender alone and changes nothing: alice's next
+    // frame is her own entry, numbered right after bob's.
+    bob.send("nonsense").await.unwrap();
+    let error = bob.recv_json().await.unwrap();
+    assert_eq!(error["type"], "error", "{error}");
+    alice
+        .send_json(&json!({"type": "sign", "text": "third"}))
+        .await
+        .unwrap();
+    let next = alice.recv_json().await.unwrap();
+    assert_eq!(
+        (&next["type"], &next["entry"]["n"]),
+        (&json!("entry"), &json!(3))
+    );
+
+    // The operator's setting bounds the text (20 characters here); bad bodies are 400.
+    let long = post(
+        &host.url("/guestbook/lobby/entries"),
+        r#"{"name":"ada","text":"this text is longer than twenty"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(long.status, 400, "{}", long.body);
+    assert!(
+        long.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("20 characters")
+    );
+    let bad = post(&host.url("/guestbook/lobby/entries"), "{}")
+        .await
+        .unwrap();
+    assert_eq!(bad.status, 400);
+    let wrong = http("DELETE", &host.url("/guestbook/lobby/entries"), "")
+        .await
+        .unwrap();
+    assert_eq!(wrong.status, 405);
+
+    // Upgrades without a name, or elsewhere than /ws, are refused with HTTP errors.
+    let (status, body) = Ws::connect_refused(&host.ws_url("/guestbook/lobby/ws?name=%20"))
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = Ws::connect_refused(&host.ws_url("/guestbook/lobby/elsewhere?name=x"))
+        .await
+        .unwrap();
+    assert_eq!(status, 404);
+
+    // Limits, order, and books that are separate objects.
+    let last_two = get(&host.url("/guestbook/lobby/entries?limit=2"))
+        .await
+        .unwrap()
+        .json();
+    let numbers: Vec<&Value> = last_two
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["n"])
+        .collect();
+    assert_eq!(numbers, [&json!(2), &json!(3)]);
+    let other = get(&host.url("/guestbook/party/entries")).await.unwrap();
+    assert_eq!(other.json(), json!([]));
+
+    // The host answers the auto-response itself.
+    alice.send("ping").await.unwrap();
+    assert_eq!(alice.recv().await.unwrap(), "pong");
+
+    // Hibernation: once the book is evicted, its sockets stay open and keep their names
+    // (attachments); the next frame wakes it and the count comes back from storage.
+    host.log
+        .wait_for(&["evicted", "name=lobby"], 1)
+        .await
+        .unwrap();
+    alice
+        .send_json(&json!({"type": "sign", "text": "after a nap"}))
+        .await
+        .unwrap();
+    let entry = alice.recv_type("entry").await.unwrap();
+    assert_eq!(
+        (&entry["entry"]["n"], &entry["entry"]["name"]),
+        (&json!(4), &json!("alice"))
+    );
+    bob.recv_type("entry").await.unwrap();
+
+    // Everything acknowledged is durable across a restart.
+    host.restart().await.unwrap();
+    let all = get(&host.url("/guestbook/lobby/entries"))
+        .await
+        .unwrap()
+        .json();
+    let texts: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["hello", "hi all", "third", "after a nap"]);
+}
+
+#[test]
+fn bad_names_taken_folders_and_a_missing_sdk_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().unwrap();
+    for (name, why) in [
+        ("Guestbook", "starts with a lowercase letter"),
+        ("2book", "starts with a lowercase letter"),
+        ("my book", "is not allowed"),
+        ("a/b", "is not allowed"),
+        ("..", "starts with a lowercase letter"),
+        ("", "empty"),
+        ("fn", "Rust keyword"),
+        ("lodge-sdk", "reserved"),
+    ] {
+        let out = lodge_new(&[name, "--dir", dir]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name:?} was accepted");
+        assert!(
+            stderr.contains("cannot name a class") && stderr.contains(why),
+            "{name:?}: {stderr}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "refused names left files behind"
+    );
+
+    // A folder that exists is never touched.
+    let taken = tmp.path().join("taken");
+    std::fs::create_dir(&taken).unwrap();
+    std::fs::write(taken.join("mine.txt"), "keep me").unwrap();
+    let out = lodge_new(&["taken", "--dir", dir]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("already exists"), "{stderr}");
+    assert_eq!(
+        std::fs::read_dir(&taken).unwrap().count(),
+        1,
+        "the taken folder changed"
+    );
+    assert_eq!(
+        std::fs::read_to_string(taken.join("mine.txt")).unwrap(),
+        "keep me"
+    );
+
+    // An SDK that is not there is named, with the flag that fixes it.
+    let nowhere = tmp.path().join("no-sdk-here");
+    let out = lodge_new(&["fresh", "--dir", dir, "--sdk", nowhere.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("SDK was not found") && stderr.contains("--sdk"),
+        "{stderr}"
+    );
+    assert!(!tmp.path().join("fresh").exists());
+}
