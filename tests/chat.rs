@@ -740,6 +740,42 @@ async fn the_ai_context_survives_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ai_reply_cut_off_by_a_crash_leaves_the_room_usable() {
+    let fake = FakeAi::start().await;
+    let mut host = chat_with_ai(&fake)
+        .toml("ai", "max_streams_per_object = 1")
+        .start()
+        .await
+        .unwrap();
+    let mut alice = join(&host, "cut", "alice").await;
+    say(&mut alice.ws, "@ai [[idle]] tell me everything").await;
+    message(&mut alice.ws, 1, "alice", "@ai [[idle]] tell me everything").await;
+    // The reply has begun (and will not go on): SIGKILL in the middle of it.
+    let piece = next(&mut alice.ws, "ai_stream").await;
+    assert_eq!(piece["content"], PARTIAL_DELTAS[0], "{piece}");
+    host.restart().await.unwrap();
+
+    // The question is kept, nothing of the cut reply is; the room notices the lost stream
+    // and its one stream slot is free: the next question is answered, with the next id.
+    let mut alice = join(&host, "cut", "alice").await;
+    assert_eq!(ids(&alice.history), [1]);
+    host.log
+        .wait_for(&["dropping the record of an interrupted AI reply"], 1)
+        .await
+        .unwrap();
+    say(&mut alice.ws, "@ai again?").await;
+    message(&mut alice.ws, 2, "alice", "@ai again?").await;
+    let (_, done) = ai_outcome(&mut alice.ws).await;
+    assert_entry(
+        &done,
+        3,
+        "AI",
+        "assistant",
+        &echo_reply("alice: @ai again?", 3),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_provider_failure_reaches_everyone_as_an_actionable_ai_error() {
     let fake = FakeAi::start().await;
     let host = chat_with_ai(&fake)
@@ -1019,7 +1055,7 @@ async fn the_page_works_in_headless_chromium() {
     let mut cmd = tokio::process::Command::new("node");
     cmd.arg(dir.join("chat.mjs"))
         .arg(host.url(""))
-        .arg("browser-room")
+        .arg("café talk")
         .current_dir(&dir);
     if let Ok(path) = std::env::var("LODGE_CHAT_SCREENSHOT") {
         cmd.env("CHAT_SCREENSHOT", path);
@@ -1034,7 +1070,7 @@ async fn the_page_works_in_headless_chromium() {
     assert!(out.contains("all checks passed"), "{out}");
 
     // What the pages did is what the room stored.
-    let stored = history(&host, "browser-room", "?limit=100").await;
+    let stored = history(&host, "caf%C3%A9%20talk", "?limit=100").await;
     let ai: Vec<&Value> = stored.iter().filter(|e| e["role"] == "assistant").collect();
     assert_eq!(ai.len(), 1, "{stored:?}");
     assert!(

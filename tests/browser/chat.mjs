@@ -89,8 +89,8 @@ async function joinAs(browser, name) {
   await page.locator('#status[data-state="connected"]').waitFor({ timeout: TIMEOUT });
   check(await page.locator('#join').isHidden(), `${name}: joined, status connected`);
   check(
-    (await page.locator('#room-name').textContent()).includes(room),
-    `${name}: the page shows the room name`,
+    (await page.locator('#room-name').textContent()) === room,
+    `${name}: the page shows the room name ${JSON.stringify(room)}`,
   );
   return { context, page, problems };
 }
@@ -168,12 +168,25 @@ async function main() {
       "bob: his own message is marked .mine",
     );
 
+    // Text is only ever shown as text.
+    const markup = '<img src=x onerror="window.__xss=1"><b>not bold</b>';
+    await bob.page.fill('#message-input', markup);
+    await bob.page.press('#message-input', 'Enter');
+    for (const [who, p] of [['alice', alice.page], ['bob', bob.page]]) {
+      await waitForMessage(p, 'bob', markup);
+      check(
+        (await p.locator('#messages img, #messages b').count()) === 0 &&
+          (await p.evaluate(() => window.__xss)) === undefined,
+        `${who}: markup in a message is shown as text`,
+      );
+    }
+
     // @ai, slowly, so both pages show the reply growing before it is final.
     await watchStreams(alice.page);
     await watchStreams(bob.page);
     const question = '@ai [[slow]] what is lodge?';
-    // Context: the system prompt and the three entries so far.
-    const answer = echo(`alice: ${question}`, 4);
+    // Context: the system prompt and the four entries so far.
+    const answer = echo(`alice: ${question}`, 5);
     await alice.page.fill('#message-input', question);
     await alice.page.press('#message-input', 'Enter');
     for (const [who, p] of [['alice', alice.page], ['bob', bob.page]]) {
@@ -198,7 +211,7 @@ async function main() {
       bobView,
     });
     const ids = aliceView.map((e) => e[0]);
-    check(JSON.stringify(ids) === '[1,2,3,4]', 'entries 1..4 in id order', ids);
+    check(JSON.stringify(ids) === '[1,2,3,4,5]', 'entries 1..5 in id order', ids);
     const history = await (await fetch(`${roomUrl}/history`)).json();
     check(
       JSON.stringify(history.map((e) => [e.id, e.name, e.role, e.text])) === JSON.stringify(aliceView),
@@ -211,7 +224,7 @@ async function main() {
     check((await alice.page.locator('#name-input').inputValue()) === 'alice', 'alice: the name is remembered');
     await alice.page.click('#join-button');
     await alice.page.locator('#status[data-state="connected"]').waitFor({ timeout: TIMEOUT });
-    await alice.page.locator('#messages > .message[data-id="4"]').waitFor({ timeout: TIMEOUT });
+    await alice.page.locator('#messages > .message[data-id="5"]').waitFor({ timeout: TIMEOUT });
     check(
       JSON.stringify(await shownEntries(alice.page)) === JSON.stringify(aliceView),
       'alice: after a reload the history is shown once, in order',
