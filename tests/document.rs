@@ -349,10 +349,10 @@ async fn next_frame(ws: &mut RawWs, prefix: &[u8]) -> Vec<u8> {
             .expect("a frame in time")
             .expect("socket open")
             .unwrap();
-        if let Message::Binary(b) = msg {
-            if b.starts_with(prefix) {
-                return b.to_vec();
-            }
+        if let Message::Binary(b) = msg
+            && b.starts_with(prefix)
+        {
+            return b.to_vec();
         }
     }
 }
@@ -601,4 +601,62 @@ async fn two_browsers_edit_together_and_see_each_others_cursor() {
     for id in ["editor", "status", "versions", "save-version", "name-input"] {
         assert!(page.body.contains(&format!("id=\"{id}\"")), "#{id}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_documents_are_chunked_compacted_and_survive_restarts() {
+    let mut host = HostConfig::new()
+        .class("doc", "document")
+        .setting("doc", "compact_every", "2")
+        .setting("doc", "chunk_bytes", "1024")
+        .start()
+        .await
+        .unwrap();
+    let mut ws = raw_ws(&host, "/doc/big").await;
+    next_frame(&mut ws, &[0, 0]).await;
+    let first = "0123456789".repeat(500);
+    ws.send(Message::binary(sync(
+        2,
+        &insert_update(11, 0, None, &first),
+    )))
+    .await
+    .unwrap();
+    let second = "é".repeat(3000);
+    ws.send(Message::binary(sync(
+        2,
+        &insert_update(11, 5000, Some((11, 4999)), &second),
+    )))
+    .await
+    .unwrap();
+    let expected = format!("{first}{second}");
+    eventually("both edits are applied", || async {
+        Ok((text_of(&host, "big").await == expected).then_some(()))
+    })
+    .await
+    .unwrap();
+    let stats = get(&host.url("/doc/big/stats")).await.unwrap().json();
+    assert!(stats["compactions"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(
+        stats["snapshot_bytes"].as_u64().unwrap() > 4 * 1024,
+        "several chunks: {stats}"
+    );
+    assert_eq!(stats["stored_updates"], 0, "{stats}");
+    let v = post(&host.url("/doc/big/versions"), r#"{"label":"big"}"#)
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(v["length"], 8000);
+
+    host.restart().await.unwrap();
+    assert_eq!(text_of(&host, "big").await, expected);
+    let one = get(&host.url(&format!("/doc/big/versions/{}", v["id"])))
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(one["text"].as_str().unwrap(), expected);
+    // The state endpoint gives the whole document as one Yjs update.
+    let state = get(&host.url("/doc/big/state")).await.unwrap();
+    assert_eq!(state.status, 200);
+    assert_eq!(state.content_type, "application/octet-stream");
+    assert!(state.body.len() > expected.len());
 }

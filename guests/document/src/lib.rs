@@ -236,6 +236,7 @@ impl DocumentObject {
         Ok(match (method, segments.as_slice()) {
             ("GET", [""]) => page::html(),
             ("GET", ["app.js"]) => page::app_js(),
+            ("GET", ["licenses.txt"]) => page::licenses(),
             ("GET", ["text"]) => Response::text(200, self.doc()?.text()),
             ("GET", ["state"]) => {
                 Response::with_body(200, "application/octet-stream", self.doc()?.encode_state())
@@ -285,7 +286,16 @@ impl DocumentObject {
                 Some(id) => self.restore(id)?,
                 None => Response::error(400, format!("version id {id:?} is not a number")),
             },
-            (_, [""] | ["app.js"] | ["text"] | ["state"] | ["stats"] | ["versions"])
+            (
+                _,
+                [""]
+                | ["app.js"]
+                | ["licenses.txt"]
+                | ["text"]
+                | ["state"]
+                | ["stats"]
+                | ["versions"],
+            )
             | (_, ["versions", _] | ["versions", _, "restore"]) => {
                 Response::error(405, format!("{method} is not allowed on {path}"))
             }

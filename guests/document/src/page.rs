@@ -6,6 +6,7 @@ use lodge_sdk::{Response, object};
 
 const PAGE: &str = include_str!("../web/index.html");
 const APP_JS: &str = include_str!("../web/dist/app.js");
+const LICENSES: &str = include_str!("../web/dist/THIRD_PARTY_LICENSES.txt");
 
 /// Characters left as they are in a path segment.
 fn unreserved(b: u8) -> bool {
@@ -74,4 +75,9 @@ pub fn html() -> Response {
 pub fn app_js() -> Response {
     Response::with_body(200, "text/javascript; charset=utf-8", APP_JS)
         .header("cache-control", "public, max-age=86400")
+}
+
+/// The licenses of the bundled packages.
+pub fn licenses() -> Response {
+    Response::text(200, LICENSES).header("cache-control", "public, max-age=86400")
 }

@@ -446,7 +446,11 @@ mod fuzz {
             t.remove_range(&mut txn, 2, 3);
             txn.encode_update_v1()
         };
-        for i in 0..5000 {
+        // Debug builds panic (a debug assertion) on some inputs: keep the output quiet.
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let rounds = if cfg!(debug_assertions) { 1_000 } else { 5_000 };
+        for i in 0..rounds {
             let bytes: Vec<u8> = if i % 2 == 0 {
                 (0..(next() % 40)).map(|_| next() as u8).collect()
             } else {
@@ -476,6 +480,7 @@ mod fuzz {
                 Err(_) => panics += 1,
             }
         }
+        std::panic::set_hook(hook);
         eprintln!("decoded {decoded} applied {applied} panics {panics}");
         assert!(decoded > 0 && applied > 0);
         // Debug builds trip a debug assertion on client ids above 2^53; release builds
