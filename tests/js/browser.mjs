@@ -39,13 +39,16 @@ async function waitIn (page, name, fn, arg) {
 
 const editorText = (page) => page.evaluate(() => window.lodgeDoc.view.state.doc.toString())
 
+const consoleErrors = []
+
 async function openAs (browser, name, external) {
   const context = await browser.newContext()
   const page = await context.newPage()
   page.on('request', (req) => {
     if (!req.url().startsWith(BASE) && !req.url().startsWith('data:')) external.push(req.url())
   })
-  page.on('pageerror', (err) => console.log(`# ${name} page error: ${err.message}`))
+  page.on('pageerror', (err) => consoleErrors.push(`${name}: ${err.message}`))
+  page.on('console', (msg) => { if (msg.type() === 'error') consoleErrors.push(`${name}: ${msg.text()}`) })
   await page.goto(PAGE)
   await waitIn(page, `${name}: the name dialog asks for a name on the first visit`,
     () => !document.getElementById('name-dialog').hidden)
@@ -128,6 +131,7 @@ async function main () {
         document.querySelector('#name-button .name').textContent === 'Alice' &&
         document.getElementById('status').dataset.synced === 'true')
     check('the page loaded nothing from elsewhere', external.length === 0, external.join(', '))
+    check('no errors in the page (script, CSP, failed loads)', consoleErrors.length === 0, consoleErrors.join(' | '))
     await alice.context.close()
     await bob.context.close()
   } finally {

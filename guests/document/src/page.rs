@@ -68,7 +68,7 @@ pub fn html() -> Response {
         );
     Response::html(body)
         .header("cache-control", "no-cache")
-        .header("content-security-policy", "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self' 'unsafe-inline'; script-src 'self'")
+        .header("content-security-policy", "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self' 'unsafe-inline'; img-src 'self' data:; script-src 'self'")
 }
 
 /// The bundled editor script.
