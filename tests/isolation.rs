@@ -593,10 +593,6 @@ async fn a_slow_websocket_reader_is_cut_off_with_1008_while_others_keep_receivin
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "host bug: a reader cut off for being slow that never reads again is never \
-            disconnected: ws::run stays blocked in ws.send() (no write timeout), so the \
-            TCP connection, its task and its socket-table entry live forever, on-close \
-            never reaches the object and the socket keeps counting against max_sockets"]
 async fn a_cut_off_reader_that_never_reads_again_is_let_go() {
     let host = counter_host()
         .toml("runtime", "socket_send_queue = 4")
@@ -1324,13 +1320,6 @@ async fn bad_upgrades_and_hostile_names_are_refused_with_json() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "host bug: requests to a fresh object, or right after a trap, get 503 'the host \
-            is shutting down' under concurrency. Runtime::entry() hands out the entry and \
-            releases the directory lock before dispatch()/connect() queue the event; the \
-            actor, whose instance is None, runs try_retire() in that window, sees an empty \
-            mailbox, leaves the directory and drops its receiver: try_send fails with Closed \
-            (or the queued event is dropped with its reply). 132-296 of 1800 requests failed \
-            per run here"]
 async fn an_object_that_just_went_idle_still_takes_the_next_request() {
     let host = counter_host().start().await.unwrap();
     let mut tasks = Vec::new();
@@ -1375,10 +1364,6 @@ async fn an_object_that_just_went_idle_still_takes_the_next_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "host bug: after the host sends a close frame (the object closed the socket, or \
-            the host cut a slow reader off) ws::run waits for the client's close frame with \
-            no deadline; a client that never answers keeps the connection, on-close never \
-            reaches the object and the socket keeps its max_sockets slot"]
 async fn a_client_that_never_answers_the_close_handshake_is_let_go() {
     let host = counter_host().start().await.unwrap();
     let mut mute = raw_counter_socket(&host, "hush", "mute").await;
@@ -1391,11 +1376,6 @@ async fn a_client_that_never_answers_the_close_handshake_is_let_go() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "host bug: a request whose body never arrives is held forever: server::handle \
-            reads the body with no deadline (header_read_timeout covers only the head), \
-            and a Content-Length over max_body_bytes is not refused up front (Limited only \
-            fails once that many bytes arrived), so a client can pin connections and tasks \
-            by declaring a body and sending none of it"]
 async fn a_request_that_never_sends_its_declared_body_is_not_held_forever() {
     let host = counter_host()
         .toml("limits", "max_body_bytes = 1024")
@@ -1435,10 +1415,6 @@ async fn a_request_that_never_sends_its_declared_body_is_not_held_forever() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "host bug (minor): server::MAX_HEAD_BYTES promises a 64 kB request head, but \
-            hyper's max_buf_size only bounds the buffer before its last read: heads up to \
-            about 120 kB are accepted (431 from about 127 kB on). Enforce the limit \
-            (e.g. max_buf_size(MAX_HEAD_BYTES / 2)) or document the real one"]
 async fn a_request_head_just_over_64_kb_is_refused() {
     let host = counter_host().start().await.unwrap();
     let head = format!(

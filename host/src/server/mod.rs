@@ -28,8 +28,11 @@ use routes::RouteError;
 
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest request head (request line and headers) accepted.
+/// Largest request head (request line and headers) accepted: hyper's read buffer may
+/// grow to about twice its limit before it gives up on a head, so it gets half.
 const MAX_HEAD_BYTES: usize = 64 << 10;
+/// How long a client may take to send a request body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 type HttpResponse = hyper::Response<Full<Bytes>>;
 
@@ -64,7 +67,7 @@ pub async fn serve(listener: TcpListener, runtime: Runtime, mut stop: watch::Rec
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
-                .max_buf_size(MAX_HEAD_BYTES)
+                .max_buf_size(MAX_HEAD_BYTES / 2)
                 .serve_connection(TokioIo::new(tcp), service)
                 .with_upgrades();
             if let Err(e) = conn.await {
@@ -156,10 +159,37 @@ async fn handle(shared: &Shared, mut req: hyper::Request<Incoming>) -> HttpRespo
 
     let method = req.method().to_string();
     let limits = shared.runtime.class_limits(&object.class);
-    let body = match Limited::new(req.into_body(), limits.max_body_bytes)
-        .collect()
-        .await
-    {
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body is larger than {} bytes",
+                limits.max_body_bytes
+            ),
+            Some(&object),
+        )
+    };
+    // Refuse a declared oversize body before reading any of it.
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        return too_large();
+    }
+    let reading = Limited::new(req.into_body(), limits.max_body_bytes).collect();
+    let Ok(collected) = tokio::time::timeout(BODY_TIMEOUT, reading).await else {
+        return error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {} s",
+                BODY_TIMEOUT.as_secs()
+            ),
+            Some(&object),
+        );
+    };
+    let body = match collected {
         Ok(b) => b.to_bytes().to_vec(),
         Err(e) => {
             if e.downcast_ref::<http_body_util::LengthLimitError>()

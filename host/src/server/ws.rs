@@ -3,9 +3,12 @@
 //! the socket's outbound queue after the gate released them. The connection belongs to
 //! the host, so it keeps running while the object is evicted.
 
+use std::time::Duration;
+
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -17,6 +20,11 @@ use crate::runtime::{Frame, Outbound, SocketLink};
 
 /// Close code when the connection ended without a close frame (RFC 6455 §7.1.5).
 const ABNORMAL: u16 = 1006;
+/// A client that takes longer than this to accept one frame is gone: its connection is
+/// dropped rather than holding a task and a socket slot forever.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the host waits for the client's answer to its close frame.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The WebSocket settings for a message size limit.
 pub fn config(max_message_bytes: usize) -> WebSocketConfig {
@@ -31,27 +39,33 @@ pub async fn run(upgraded: Upgraded, mut link: SocketLink, max_message_bytes: us
     let mut ws =
         WebSocketStream::from_raw_socket(io, Role::Server, Some(config(max_message_bytes))).await;
     let mut close: Option<(u16, String)> = None;
-    let mut closing = false;
+    // Set once the host sent its close frame: the client has until then to answer.
+    let mut closing: Option<Instant> = None;
     loop {
+        let deadline = closing.unwrap_or_else(|| Instant::now() + CLOSE_TIMEOUT);
         tokio::select! {
             incoming = ws.next() => {
                 match incoming {
                     Some(Ok(WsMessage::Text(text))) => {
+                        if closing.is_some() {
+                            continue;
+                        }
                         if let Some(answer) = link.auto_response(text.as_str()) {
-                            if ws.send(WsMessage::Text(answer.into())).await.is_err() {
+                            if !send(&mut ws, WsMessage::Text(answer.into()), &mut close).await {
                                 break;
                             }
                             continue;
                         }
                         if link.deliver(Message::Text(text.as_str().to_owned())).await.is_err() {
-                            let _ = ws.close(Some(close_frame(1001, "the server is shutting down"))).await;
-                            closing = true;
+                            start_close(&mut ws, &mut close, &mut closing, 1001, "the server is shutting down").await;
                         }
                     }
                     Some(Ok(WsMessage::Binary(data))) => {
+                        if closing.is_some() {
+                            continue;
+                        }
                         if link.deliver(Message::Binary(data.to_vec())).await.is_err() {
-                            let _ = ws.close(Some(close_frame(1001, "the server is shutting down"))).await;
-                            closing = true;
+                            start_close(&mut ws, &mut close, &mut closing, 1001, "the server is shutting down").await;
                         }
                     }
                     Some(Ok(WsMessage::Close(frame))) => {
@@ -68,43 +82,89 @@ pub async fn run(upgraded: Upgraded, mut link: SocketLink, max_message_bytes: us
                     Some(Err(e)) => {
                         let (code, reason) = error_close(&e);
                         if let Some(code) = code {
-                            let _ = ws.close(Some(close_frame(code, reason))).await;
                             close.get_or_insert((code, reason.to_string()));
+                            let _ = tokio::time::timeout(
+                                CLOSE_TIMEOUT,
+                                ws.close(Some(close_frame(code, reason))),
+                            )
+                            .await;
                         }
                         break;
                     }
                     None => break,
                 }
             }
-            out = link.outbound.recv(), if !closing => {
+            out = link.outbound.recv(), if closing.is_none() => {
                 match out {
                     Some(Outbound::Frame(frame)) => {
                         let msg = match frame {
                             Frame::Text(t) => WsMessage::Text(Utf8Bytes::from(&*t)),
                             Frame::Binary(b) => WsMessage::Binary(b),
                         };
-                        if ws.send(msg).await.is_err() {
+                        if !send(&mut ws, msg, &mut close).await {
                             break;
                         }
                     }
                     Some(Outbound::Close(code, reason)) => {
-                        close.get_or_insert((code, reason.clone()));
-                        let _ = ws.close(Some(close_frame(code, &reason))).await;
-                        closing = true;
+                        start_close(&mut ws, &mut close, &mut closing, code, &reason).await;
                     }
                     None => {
                         // The host cut this socket off (its send queue overflowed).
                         let reason = "too slow: the send queue is full";
-                        close.get_or_insert((1008, reason.into()));
-                        let _ = ws.close(Some(close_frame(1008, reason))).await;
-                        closing = true;
+                        start_close(&mut ws, &mut close, &mut closing, 1008, reason).await;
                     }
                 }
+            }
+            _ = tokio::time::sleep_until(deadline), if closing.is_some() => {
+                // The client never answered our close frame.
+                break;
             }
         }
     }
     let (code, reason) = close.unwrap_or((ABNORMAL, String::new()));
     link.closed(code, reason).await;
+}
+
+/// Sends one frame; false when the client is gone, or does not take the frame in time
+/// (then it counts as a reader too slow to keep: 1008).
+async fn send<S>(
+    ws: &mut WebSocketStream<S>,
+    msg: WsMessage,
+    close: &mut Option<(u16, String)>,
+) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match tokio::time::timeout(SEND_TIMEOUT, ws.send(msg)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(_)) => false,
+        Err(_) => {
+            close.get_or_insert((1008, "too slow: a frame was not taken in time".into()));
+            false
+        }
+    }
+}
+
+/// Sends the host's close frame and starts waiting (bounded) for the client's answer.
+async fn start_close<S>(
+    ws: &mut WebSocketStream<S>,
+    close: &mut Option<(u16, String)>,
+    closing: &mut Option<Instant>,
+    code: u16,
+    reason: &str,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    close.get_or_insert((code, reason.to_string()));
+    if tokio::time::timeout(SEND_TIMEOUT, ws.close(Some(close_frame(code, reason))))
+        .await
+        .is_err()
+    {
+        // The close frame itself is stuck behind unread data: give up right away.
+        *closing = Some(Instant::now());
+        return;
+    }
+    *closing = Some(Instant::now() + CLOSE_TIMEOUT);
 }
 
 fn close_frame(code: u16, reason: &str) -> CloseFrame {
