@@ -254,15 +254,19 @@ async fn yjs_clients_converge_across_eviction_and_restart() {
     .await
     .unwrap();
     node.send("next").await;
-    // Round 2 (edits after the eviction) done: crash the host and start it again; the
-    // clients reconnect through the proxy and resync.
+    // Round 2 (edits after the eviction) done: crash the host; the clients edit while it
+    // is down; start it again: they reconnect through the proxy and resync.
     node.until("READY 2").await;
+    host.kill();
+    node.send("offline").await;
+    node.until("OFFLINE-EDITED").await;
     host.restart().await.unwrap();
     proxy.retarget(host.addr);
     node.send("next").await;
     let final_line = node.until("FINAL ").await;
     let lines = node.finish().await;
     assert!(lines.iter().any(|l| l.contains("reconnected and synced")));
+    assert!(lines.iter().any(|l| l.contains("saw the host go away")));
     let final_text: String =
         serde_json::from_str(final_line.strip_prefix("FINAL ").unwrap()).unwrap();
 

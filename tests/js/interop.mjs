@@ -11,7 +11,9 @@
 // on stdin before the next (the Rust test evicts or restarts the host in between).
 // Round 2 starts by dropping a client abruptly (its awareness removal must reach the
 // others even though the object may be evicted) and by checking queryAwareness on a raw
-// socket; rounds from 3 on also edit while possibly disconnected. --versions adds the
+// socket; rounds from 3 on also edit while possibly disconnected. Answering `offline`
+// instead (the host is down) makes every client edit while disconnected, then print
+// `OFFLINE-EDITED` and wait for the next line. --versions adds the
 // version phase: save, edit, restore, and every live client sees the restored text.
 // The last lines are `FINAL <json text>` and `N passed, N failed`.
 
@@ -298,7 +300,17 @@ async function main () {
     await compareWithServer(clients, what)
     if (args.control && round < ROUNDS) {
       console.log(`READY ${round}`)
-      const line = await nextCommand()
+      let line = await nextCommand()
+      if (line.trim() === 'offline') {
+        // The host is down: every client notices, keeps editing locally, and sends its
+        // edits when the host is back (checked by the next round's convergence).
+        await waitUntil('every client notices the host is gone', () => clients.every((c) => !c.provider.wsconnected || !c.provider.synced),
+          clients.map((c) => [c.provider, 'status']))
+        check(`${what}: every client saw the host go away`, true)
+        await editConcurrently(clients, 10)
+        console.log('OFFLINE-EDITED')
+        line = await nextCommand()
+      }
       if (line.trim() === 'stop') break
     }
   }
