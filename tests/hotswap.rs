@@ -235,46 +235,26 @@ async fn the_deployed_version_survives_a_restart_and_the_cli_works() {
     let mut host = host().start().await.unwrap();
     let v2 = guest_variant("counter", "v2");
     // The operator's CLI, against the running host.
-    let out = std::process::Command::new(lodge_tests::lodge_bin())
-        .args(["deploy", "counter"])
-        .arg(&v2)
-        .args([
-            "--label",
-            "from the cli",
-            "--admin-url",
-            &host.admin_url(""),
-        ])
-        .args(["--token", &host.admin_token()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("deployed version 2"));
+    let (ok, out, err) = host.cli(&[
+        "deploy",
+        "counter",
+        v2.to_str().unwrap(),
+        "--label",
+        "from the cli",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("deployed version 2"), "{out}");
 
     host.restart().await.unwrap();
     // What was deployed later wins over the unchanged config.
     let v = get(&host.url("/counter/x/version")).await.unwrap().json();
     assert_eq!(v["version"], "v2");
+    let (ok, out, _) = host.cli(&["versions", "counter"]);
+    assert!(ok);
+    assert!(out.contains("from the cli"), "{out}");
 
-    let out = std::process::Command::new(lodge_tests::lodge_bin())
-        .args([
-            "rollback",
-            "counter",
-            "1",
-            "--admin-url",
-            &host.admin_url(""),
-        ])
-        .args(["--token", &host.admin_token()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, _, err) = host.cli(&["rollback", "counter", "1"]);
+    assert!(ok, "{err}");
     let v = get(&host.url("/counter/x/version")).await.unwrap().json();
     assert_eq!(v["version"], "v1");
 

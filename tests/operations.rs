@@ -7,24 +7,6 @@ use std::process::Command;
 use lodge_tests::{HostConfig, Ws, get, http, lodge_bin, post};
 use serde_json::Value;
 
-fn cli(host: &lodge_tests::Host, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(lodge_bin())
-        .args(args)
-        .args([
-            "--admin-url",
-            &host.admin_url(""),
-            "--token",
-            &host.admin_token(),
-        ])
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_can_be_listed_inspected_evicted_and_deleted() {
     let host = HostConfig::new()
@@ -67,12 +49,12 @@ async fn objects_can_be_listed_inspected_evicted_and_deleted() {
     assert!(alpha["storage_bytes"].as_u64().unwrap() > 0);
     assert!(find("beta")["next_alarm_ms"].as_u64().is_some());
 
-    let (ok, out, err) = cli(&host, &["inspect", "counter", "alpha"]);
+    let (ok, out, err) = host.cli(&["inspect", "counter", "alpha"]);
     assert!(ok, "{err}");
     assert!(out.contains("count = 3"), "{out}");
     assert!(out.contains("kv:greeting = \"hello\""), "{out}");
 
-    let (ok, out, err) = cli(&host, &["evict", "counter", "alpha"]);
+    let (ok, out, err) = host.cli(&["evict", "counter", "alpha"]);
     assert!(ok, "{err}");
     assert!(out.contains("evicted"), "{out}");
     host.log
@@ -84,13 +66,13 @@ async fn objects_can_be_listed_inspected_evicted_and_deleted() {
     assert_eq!(ws.recv().await.unwrap(), "still here");
 
     // Deleting asks first; --yes skips the question.
-    let (ok, _, _) = cli(&host, &["delete", "counter", "alpha"]);
+    let (ok, _, _) = host.cli(&["delete", "counter", "alpha"]);
     assert!(!ok, "no confirmation on an empty stdin");
     assert_eq!(
         get(&host.url("/counter/alpha/")).await.unwrap().json()["count"],
         3
     );
-    let (ok, out, err) = cli(&host, &["delete", "counter", "alpha", "--yes"]);
+    let (ok, out, err) = host.cli(&["delete", "counter", "alpha", "--yes"]);
     assert!(ok, "{err}");
     assert!(out.contains("deleted"));
     assert_eq!(ws.closed().await.unwrap().code, 1000);
@@ -99,11 +81,11 @@ async fn objects_can_be_listed_inspected_evicted_and_deleted() {
         0
     );
     // Its data is gone (what is there now was written by the events after the delete).
-    let (ok, out, _) = cli(&host, &["inspect", "counter", "alpha"]);
+    let (ok, out, _) = host.cli(&["inspect", "counter", "alpha"]);
     assert!(ok);
     assert!(!out.contains("kv:greeting"), "{out}");
 
-    let (ok, _, err) = cli(&host, &["objects", "nope"]);
+    let (ok, _, err) = host.cli(&["objects", "nope"]);
     assert!(!ok);
     assert!(err.contains("no class named"), "{err}");
 }
@@ -134,12 +116,12 @@ async fn a_backup_of_a_running_host_restores_into_a_fresh_data_dir() {
             }
         }
     });
-    let (ok, out, err) = cli(&host, &["backup", backup.to_str().unwrap()]);
+    let (ok, out, err) = host.cli(&["backup", backup.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert!(out.contains("backed up"), "{out}");
     writer.await.unwrap();
     // A second backup into the same folder is refused.
-    let (ok, _, err) = cli(&host, &["backup", backup.to_str().unwrap()]);
+    let (ok, _, err) = host.cli(&["backup", backup.to_str().unwrap()]);
     assert!(!ok);
     assert!(err.contains("already exists"), "{err}");
 

@@ -374,6 +374,26 @@ impl Host {
         .await
     }
 
+    /// Runs `lodge ARGS` against this host's admin API; returns success, stdout, stderr.
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(lodge_bin())
+            .args(args)
+            .args([
+                "--admin-url",
+                &self.admin_url(""),
+                "--token",
+                &self.admin_token(),
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the lodge binary");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// The data dir (kept across restarts).
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
@@ -443,29 +463,10 @@ fn client() -> &'static reqwest::Client {
 
 /// Sends a request and reads the whole response.
 pub async fn http(method: &str, url: &str, body: &str) -> Result<Reply> {
-    let method = reqwest::Method::from_bytes(method.as_bytes())?;
-    let resp = client()
-        .request(method, url)
-        .body(body.to_string())
-        .send()
-        .await
-        .with_context(|| format!("request to {url}"))?;
-    let status = resp.status().as_u16();
-    let content_type = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let body = resp.text().await?;
-    Ok(Reply {
-        status,
-        body,
-        content_type,
-    })
+    admin_call(url, method, None, body.as_bytes().to_vec()).await
 }
 
-/// Calls an admin URL with an optional bearer token and a binary body.
+/// Sends a request with an optional bearer token and a binary body (the admin API).
 pub async fn admin_call(
     url: &str,
     method: &str,
