@@ -12,10 +12,9 @@
 
 use std::path::PathBuf;
 
-/// The interface versions std's WASI bindings use on this toolchain (rust-toolchain.toml
-/// pins it); a toolchain with other versions makes the host refuse the class, loudly.
-const SEED_MODULE: &str = "wasi:random/insecure-seed@0.2.4";
-const RANDOM_MODULE: &str = "wasi:random/random@0.2.4";
+/// The WASI version std's bindings use on the pinned toolchain; `wasi_version` reads the
+/// actual one from the toolchain's std when it can.
+const DEFAULT_WASI_VERSION: &str = "0.2.4";
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -23,13 +22,46 @@ fn main() {
     if target != "wasm32-wasip2" {
         return;
     }
+    let version = wasi_version().unwrap_or_else(|| DEFAULT_WASI_VERSION.to_string());
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
     let path = out.join("insecure_seed_adapter.wasm");
-    std::fs::write(&path, adapter()).expect("write the adapter module");
+    let random = format!("wasi:random/random@{version}");
+    std::fs::write(&path, adapter(&random)).expect("write the adapter module");
     println!(
-        "cargo:rustc-link-arg-cdylib=--adapt={SEED_MODULE}={}",
+        "cargo:rustc-link-arg-cdylib=--adapt=wasi:random/insecure-seed@{version}={}",
         path.display()
     );
+}
+
+/// The version in `wasi:random/insecure-seed@X` as named in the target's std.
+fn wasi_version() -> Option<String> {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let out = std::process::Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()?;
+    let sysroot = String::from_utf8(out.stdout).ok()?;
+    let lib = PathBuf::from(sysroot.trim()).join("lib/rustlib/wasm32-wasip2/lib");
+    let needle = b"wasi:random/insecure-seed@";
+    for entry in std::fs::read_dir(lib).ok()? {
+        let path = entry.ok()?.path();
+        let name = path.file_name()?.to_string_lossy().into_owned();
+        if !(name.starts_with("libstd-") && name.ends_with(".rlib")) {
+            continue;
+        }
+        let bytes = std::fs::read(&path).ok()?;
+        let at = bytes.windows(needle.len()).position(|w| w == needle)? + needle.len();
+        let version: String = bytes[at..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit() || **b == b'.')
+            .map(|b| *b as char)
+            .collect();
+        let version = version.trim_end_matches('.').to_string();
+        if !version.is_empty() {
+            return Some(version);
+        }
+    }
+    None
 }
 
 fn leb(mut n: u32, out: &mut Vec<u8>) {
@@ -61,19 +93,19 @@ fn section(id: u8, body: Vec<u8>, out: &mut Vec<u8>) {
 /// (module
 ///   (type (func (param i32)))
 ///   (type (func (result i64)))
-///   (import "wasi:random/random@0.2.4" "get-random-u64" (func $u64 (type 1)))
+///   (import "wasi:random/random@X" "get-random-u64" (func $u64 (type 1)))
 ///   (import "env" "memory" (memory 0))
 ///   (func (export "insecure-seed") (type 0) (param $ret i32)
 ///     (i64.store (local.get $ret) (call $u64))
 ///     (i64.store offset=8 (local.get $ret) (call $u64))))
 /// ```
-fn adapter() -> Vec<u8> {
+fn adapter(random_module: &str) -> Vec<u8> {
     let mut m = vec![0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
     // Types: 0 = (i32) -> (), 1 = () -> i64.
     section(1, vec![2, 0x60, 1, 0x7f, 0, 0x60, 0, 1, 0x7e], &mut m);
     // Imports.
     let mut imports = vec![2];
-    name(RANDOM_MODULE, &mut imports);
+    name(random_module, &mut imports);
     name("get-random-u64", &mut imports);
     imports.extend([0x00, 1]); // func of type 1
     name("env", &mut imports);
