@@ -664,3 +664,34 @@ async fn large_documents_are_chunked_compacted_and_survive_restarts() {
     assert_eq!(state.content_type, "application/octet-stream");
     assert!(state.body.len() > expected.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_newest_max_versions_are_kept() {
+    let host = HostConfig::new()
+        .class("doc", "document")
+        .setting("doc", "max_versions", "3")
+        .start()
+        .await
+        .unwrap();
+    let base = host.url("/doc/pruned/versions");
+    for i in 1..=5 {
+        let r = post(&base, &format!(r#"{{"label": "v{i}"}}"#))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 201, "{}", r.body);
+        assert_eq!(r.json()["id"], i);
+    }
+    let list = get(&base).await.unwrap().json();
+    let ids: Vec<u64> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![3, 4, 5]);
+    assert_eq!(get(&format!("{base}/1")).await.unwrap().status, 404);
+    assert_eq!(
+        get(&format!("{base}/3")).await.unwrap().json()["label"],
+        "v3"
+    );
+}

@@ -128,10 +128,12 @@ impl DocumentObject {
                             protocol::sync_message(protocol::SYNC_UPDATE, &delta),
                             &[socket],
                         );
-                        self.after_edit().map_err(|e| {
+                        // The update is stored; a failed compaction only leaves more
+                        // updates to load, and is retried by the next edit or the alarm.
+                        if let Err(e) = self.after_edit() {
+                            eprintln!("document: compaction failed: {e}");
                             self.doc = None;
-                            (CLOSE_STORAGE, e.to_string())
-                        })?;
+                        }
                     }
                     Ok(None) => {}
                     Err(e) => {

@@ -111,6 +111,10 @@ pub fn record(
     let json = serde_json::to_vec(&version).map_err(|e| DocError::Storage(e.to_string()))?;
     raw::put(record_key(id).as_bytes(), &json)
         .map_err(|e| DocError::Storage(lodge_sdk::storage::Error::from(e).to_string()))?;
+    // Ids only grow, so there can be more than `max_versions` only once ids passed it.
+    if id as usize <= max_versions {
+        return Ok(version);
+    }
     let all = list()?;
     if all.len() > max_versions.max(1) {
         for old in &all[..all.len() - max_versions.max(1)] {
