@@ -365,8 +365,9 @@ impl RoomObject {
     }
 
     /// After an event changed `self.room` (from `before`): store it, and the result of a
-    /// game that just ended; point the alarm at the next due time; show everyone the new
-    /// state. `joining` is a socket being accepted (sent to directly: it has no tags yet).
+    /// game that just ended; point the alarm at the next due time (or the next check, see
+    /// [`Room::alarm_after`]); show everyone the new state. `joining` is a socket being
+    /// accepted (sent to directly: it has no tags yet).
     fn commit(
         &mut self,
         h: &impl Host,
@@ -382,7 +383,11 @@ impl RoomObject {
                 put_json(h, &format!("{RESULT_PREFIX}{:06}", self.room.game_no), g);
             }
         }
-        arm(h, self.room.next_alarm(), force_alarm);
+        arm(
+            h,
+            self.room.alarm_after(h.now_ms(), &self.settings),
+            force_alarm,
+        );
         let state = self.state(h, joining.map(|(_, j)| j));
         match joining {
             Some((socket, _)) => {

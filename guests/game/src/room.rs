@@ -456,6 +456,20 @@ impl Room {
         }
     }
 
+    /// When the alarm should fire after an event at `now`: [`Room::next_alarm`] or, for a
+    /// room someone sat in that has nothing due, a check one cleanup period later (at
+    /// least a second), re-armed by every event until something is due.
+    ///
+    /// Sockets can vanish without close events (a host restart drops them all), and then
+    /// no close ever schedules the cleanup; the check alarm finds the room empty and
+    /// schedules it (see [`Room::on_alarm`]). While a game is on, the turn deadline does
+    /// that job.
+    pub fn alarm_after(&self, now: u64, settings: &Settings) -> Option<u64> {
+        self.next_alarm().or_else(|| {
+            (*self != Room::default()).then(|| now.saturating_add(settings.cleanup_ms.max(1_000)))
+        })
+    }
+
     /// The `state` frame everyone receives (also `GET /state`).
     pub fn view(&self, room: &str, presence: &Presence, now: u64, settings: &Settings) -> Value {
         let player = |color: Color| -> Value {
@@ -809,6 +823,40 @@ mod tests {
             AlarmOutcome::Nothing
         );
         assert_eq!(empty, Room::default());
+    }
+
+    #[test]
+    fn a_room_in_use_with_nothing_due_keeps_a_check_alarm() {
+        // Nobody ever sat: nothing to check.
+        assert_eq!(Room::default().alarm_after(5, &S), None);
+        // Waiting for a second player: no clock, but a check.
+        let mut r = Room::default();
+        r.join("a", None, false, "ha", 1000, &S);
+        assert_eq!(r.alarm_after(2000, &S), Some(302_000));
+        // Playing: the turn deadline.
+        let mut r = playing();
+        assert_eq!(r.alarm_after(2000, &S), Some(31_000));
+        // Over: a check again, from the time of the event.
+        r.resign(0, 3000).unwrap();
+        assert_eq!(r.alarm_after(3000, &S), Some(303_000));
+        // The check found nobody (the sockets vanished in a restart): cleanup follows.
+        assert_eq!(
+            r.on_alarm(303_000, &Presence::default(), &S),
+            AlarmOutcome::Nothing
+        );
+        assert_eq!(r.alarm_after(303_000, &S), Some(603_000));
+        assert_eq!(
+            r.on_alarm(603_000, &Presence::default(), &S),
+            AlarmOutcome::Cleanup
+        );
+        // A zero cleanup delay does not make the check spin.
+        let now_settings = Settings {
+            turn_ms: 30_000,
+            cleanup_ms: 0,
+        };
+        let mut r = playing();
+        r.resign(0, 3000).unwrap();
+        assert_eq!(r.alarm_after(3000, &now_settings), Some(4000));
     }
 
     #[test]

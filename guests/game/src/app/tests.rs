@@ -509,7 +509,11 @@ fn a_win_is_stored_with_its_result_and_ends_the_clock() {
     assert_eq!(st["winning_cells"], json!([[5, 0], [5, 1], [5, 2], [5, 3]]));
     assert_eq!(st["turn"], Value::Null);
     assert_eq!(st["turn_deadline"], Value::Null);
-    assert_eq!(sim.alarm(), None, "no clock after the game");
+    assert_eq!(
+        sim.alarm(),
+        Some(sim.now() + 300_000),
+        "no clock after the game, only the check for an empty room"
+    );
     let result: Value = serde_json::from_slice(&sim.host.get("result/000001").unwrap()).unwrap();
     assert_eq!(result["winner"], "red");
     assert_eq!(result["moves"].as_array().unwrap().len(), 7);
@@ -661,13 +665,18 @@ fn the_player_to_move_forfeits_on_time_once() {
     assert_eq!(st["status"], "won");
     assert_eq!(st["winner"], "red");
     assert_eq!(st["reason"], "timeout");
-    assert_eq!(sim.alarm(), None);
+    let check = Some(sim.now() + 300_000);
+    assert_eq!(
+        sim.alarm(),
+        check,
+        "only the check for an empty room is left"
+    );
     assert!(sim.host.get("result/000001").is_some());
     // A retried alarm (the host delivers at least once) changes nothing.
     let stored = sim.host.get(ROOM_KEY);
     sim.event(|app, h| app.on_alarm(h)).unwrap();
     assert_eq!(sim.host.get(ROOM_KEY), stored);
-    assert_eq!(sim.alarm(), None);
+    assert_eq!(sim.alarm(), check);
 }
 
 #[test]
@@ -720,9 +729,15 @@ fn coming_back_cancels_the_cleanup() {
     assert_eq!(sim.alarm(), Some(cleanup));
     sim.advance(100_000);
     let a2 = sim.connect(&format!("token={ta}"));
-    assert_eq!(sim.alarm(), None, "nothing is due any more");
+    assert_eq!(
+        sim.alarm(),
+        Some(sim.now() + 300_000),
+        "no cleanup is due any more, only the next check"
+    );
     sim.advance(300_000);
-    assert!(!sim.fire_alarm());
+    assert!(sim.fire_alarm());
+    assert!(sim.host.get(ROOM_KEY).is_some(), "someone is here");
+    assert_eq!(sim.alarm(), Some(sim.now() + 300_000));
     assert_eq!(sim.last_of(a2, "state").unwrap()["status"], "won");
     // Even if an old alarm still fires while someone is there, the room stays.
     sim.event(|app, h| app.on_alarm(h)).unwrap();
@@ -741,6 +756,23 @@ fn a_restart_that_dropped_every_socket_still_ends_in_cleanup() {
     sim.advance(300_000);
     assert!(sim.fire_alarm());
     assert!(sim.stored_keys().is_empty());
+    assert_eq!(sim.alarm(), None);
+}
+
+#[test]
+fn a_restart_after_the_game_ended_still_ends_in_cleanup() {
+    // No turn clock runs after a game, and a restart drops the sockets without close
+    // events: only the check alarm notices that the room is empty.
+    let (mut sim, a, _, _, _) = seated_room();
+    sim.send_json(a, json!({ "type": "resign" }));
+    sim.host.0.borrow_mut().open.clear();
+    sim.evict();
+    sim.advance(300_000);
+    assert!(sim.fire_alarm());
+    assert_eq!(sim.alarm(), Some(sim.now() + 300_000), "cleanup scheduled");
+    sim.advance(300_000);
+    assert!(sim.fire_alarm());
+    assert!(sim.stored_keys().is_empty(), "{:?}", sim.stored_keys());
     assert_eq!(sim.alarm(), None);
 }
 
