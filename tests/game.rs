@@ -11,12 +11,17 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use lodge_tests::{Host, HostConfig, Ws, get, http, post, repo_root};
+use lodge_tests::{Host, HostConfig, Ws, eventually, get, http, post, repo_root};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+/// A host serving the game; `LODGE_GAME_WASM` points the tests at another build of the
+/// component (e.g. a deliberately broken one, to see the tests catch it).
 fn game_host() -> HostConfig {
-    HostConfig::new().class("game", "game")
+    match std::env::var_os("LODGE_GAME_WASM") {
+        Some(path) => HostConfig::new().class_file("game", PathBuf::from(path)),
+        None => HostConfig::new().class("game", "game"),
+    }
 }
 
 /// The room's stored state as `GET /game/{room}/state` shows it, without the server's
@@ -305,6 +310,54 @@ async fn the_lobby_pairs_waiting_players_into_one_room() {
     let d = dee.recv_type("matched").await.unwrap();
     assert_eq!(d["room"], m["room"]);
     assert_ne!(m["room"], room.as_str(), "every pair gets a new room");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lobby_queue_survives_eviction_and_forgets_closed_sockets() {
+    // One live object at most: touching a room evicts the lobby when the test says so.
+    let host = game_host()
+        .toml("runtime", "max_live_objects = 1")
+        .start()
+        .await
+        .unwrap();
+    let lobby = |q: &str| host.ws_url(&format!("/game/lobby/ws{q}"));
+    let mut watcher = Ws::connect(&lobby("")).await.unwrap();
+    assert_eq!(watcher.recv_type("lobby").await.unwrap()["waiting"], 0);
+
+    // Ann waits, then goes away: she leaves the line by herself.
+    let mut ann = Ws::connect(&lobby("?name=ann")).await.unwrap();
+    ann.recv_type("queued").await.unwrap();
+    assert_eq!(watcher.recv_type("lobby").await.unwrap()["waiting"], 1);
+    ann.close(1000).await.unwrap();
+    assert_eq!(watcher.recv_type("lobby").await.unwrap()["waiting"], 0);
+
+    // Cy waits while the lobby is evicted; his place is kept on his socket.
+    let mut cy = Ws::connect(&lobby("?name=cy")).await.unwrap();
+    cy.recv_type("queued").await.unwrap();
+    assert_eq!(watcher.recv_type("lobby").await.unwrap()["waiting"], 1);
+    assert_eq!(
+        get(&host.url("/game/elsewhere/state"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    host.log
+        .wait_for(&["evicted", "name=lobby"], 1)
+        .await
+        .unwrap();
+
+    // Bob arrives: he is paired with cy, the one still waiting.
+    let mut bob = Ws::connect(&lobby("?name=bob")).await.unwrap();
+    let b = bob.recv_type("matched").await.unwrap();
+    assert_eq!(b["opponent"], "cy", "{b}");
+    let c = cy.recv_type("matched").await.unwrap();
+    assert_eq!(c["opponent"], "bob");
+    assert_eq!(c["room"], b["room"]);
+    host.log
+        .wait_for(&["activated", "name=lobby"], 2)
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -945,27 +998,69 @@ async fn an_empty_room_is_deleted_by_a_later_alarm() {
         .await
         .unwrap();
     let room = "tidy";
-    let t = Table::seat(&host, room).await;
-    let mut t = t;
+    let mut t = Table::seat(&host, room).await;
     t.play("red", 3).await;
-    let red_token = t.red.token.clone();
-    let Table { red, yellow, .. } = t;
-    red.ws.close(1000).await.unwrap();
-    yellow.ws.close(1000).await.unwrap();
+    t.red.ws.send(r#"{"type":"resign"}"#).await.unwrap();
+    assert_eq!(t.next_state(0).await["status"], "won");
+    // While someone is connected, the room's alarm (a check every cleanup period once no
+    // turn clock runs) keeps it.
     host.log
         .wait_for(&["alarm handled", &format!("game/{room}")], 1)
         .await
         .unwrap();
+    let kept = stored(&host, room).await;
+    assert_eq!(kept["moves"].as_array().unwrap().len(), 1, "{kept}");
+    assert_eq!(kept["players"]["red"]["connected"], true);
+
+    let red_token = t.red.token.clone();
+    let Table { red, yellow, .. } = t;
+    red.ws.close(1000).await.unwrap();
+    yellow.ws.close(1000).await.unwrap();
+    // An alarm deletes the room a second after the last socket closed.
+    eventually("the room is deleted", || async {
+        Ok(is_deleted(&host, room).await.then_some(()))
+    })
+    .await
+    .unwrap();
     let s = stored(&host, room).await;
     assert_eq!(s["status"], "waiting", "{s}");
-    assert_eq!(s["game"], 0);
-    assert_eq!(s["players"], json!({"red": null, "yellow": null}));
     assert_eq!(s["moves"], json!([]));
     // The old seat is gone with it: its token is refused, and a newcomer takes slot 0.
     let (_, frames) = open(&host, room, &format!("name=ann&token={red_token}")).await;
     assert_eq!(frames[0]["code"], "bad_token", "{frames:?}");
     assert_eq!(frames[1]["type"], "seat");
     assert_ne!(frames[1]["token"], red_token.as_str());
+}
+
+/// Whether the room's storage is gone: `GET /state` shows a room nobody ever sat in.
+async fn is_deleted(host: &Host, room: &str) -> bool {
+    let s = stored(host, room).await;
+    s["game"] == 0 && s["players"] == json!({"red": null, "yellow": null})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_whose_sockets_vanished_in_a_restart_are_still_cleaned_up() {
+    let mut host = game_host()
+        .setting("game", "cleanup_seconds", "1")
+        .start()
+        .await
+        .unwrap();
+    // One room with a finished game (no turn clock running), one where only one seat
+    // was taken (no game yet).
+    let mut t = Table::seat(&host, "finished").await;
+    t.red.ws.send(r#"{"type":"resign"}"#).await.unwrap();
+    assert_eq!(t.next_state(0).await["reason"], "resign");
+    let (_half, _) = sit(&host, "half", "name=solo").await;
+    host.kill();
+    host.restart().await.unwrap();
+    // No close event will ever come for those sockets; the rooms notice by themselves.
+    for room in ["finished", "half"] {
+        eventually(&format!("{room} is cleaned up"), || async {
+            Ok(is_deleted(&host, room).await.then_some(()))
+        })
+        .await
+        .unwrap();
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1092,15 +1187,59 @@ async fn bad_names_and_routes_get_clear_json_errors() {
     );
 
     // Player names are cleaned, never refused.
-    let (p, s) = sit(&host, "names", "name=%20%20al%0Aice%09%20").await;
+    let (_alice, s) = sit(&host, "names", "name=%20%20al%0Aice%09%20").await;
     assert_eq!(s["players"]["red"]["name"], "alice");
-    drop(p);
     let long_name = "n".repeat(100);
     let (p, s) = sit(&host, "names", &format!("name={long_name}")).await;
     assert_eq!(p.color, "yellow");
     assert_eq!(s["players"]["yellow"]["name"], "n".repeat(24));
     let (_, frames) = open(&host, "names", "").await;
     assert_eq!(frames[0], json!({"type": "spectator", "name": "player"}));
+}
+
+// ---------------------------------------------------------------------------------------
+// Host bugs found by these tests
+// ---------------------------------------------------------------------------------------
+
+/// Host bug: a socket is put in the object's socket table (`Phase::Connecting`) when its
+/// upgrade arrives, before its `on-connect` has run, and `SocketTable::list` (so the
+/// guest's `sockets.list` and `broadcast`) includes such sockets. An event that runs while
+/// a connect is queued behind it therefore broadcasts to a socket its object has not
+/// accepted yet (and may still reject): the newcomer's first frame is the state of an
+/// earlier event instead of its own `seat`/`spectator` frame, and the guest counts it as
+/// open (`h.sockets(None)`, e.g. for the empty-room check). Only the socket whose own
+/// `on-connect` is running should be listed while connecting.
+///
+/// Seen in this suite: a player's socket dropped and a new player connected at once got
+/// the close's `state` first. Here the room is kept busy by a burst of frames so that a
+/// move is queued before the newcomer's connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "host bug: sockets whose on-connect has not run yet get other events' broadcasts \
+            (SocketTable::list includes Phase::Connecting); see the doc comment"]
+async fn a_socket_receives_nothing_before_its_own_connect_frames() {
+    let host = game_host().start().await.unwrap();
+    let room = "pending";
+    let mut t = Table::seat(&host, room).await;
+    t.watch(&host, "name=cy").await;
+    // Keep the room busy: frames that are slow to parse (a long JSON array each, just
+    // under the 1 MiB message limit), answered one at a time with `bad_frame`.
+    let heavy = format!("[{}0]", "0,".repeat(400_000));
+    for _ in 0..20 {
+        t.watchers[0].send(&heavy).await.unwrap();
+    }
+    // Red's move waits behind the burst; a newcomer connects meanwhile.
+    t.red
+        .ws
+        .send(r#"{"type":"move","column":3}"#)
+        .await
+        .unwrap();
+    let (_late, frames) = open(&host, room, "name=late").await;
+    assert_eq!(
+        frames[0]["type"], "spectator",
+        "a socket's first frame comes from its own on-connect, not from the move that \
+         ran before it: {frames:?}"
+    );
+    assert_eq!(frames[1]["moves"].as_array().unwrap().len(), 1);
 }
 
 // ---------------------------------------------------------------------------------------
