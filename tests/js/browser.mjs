@@ -18,7 +18,7 @@ for (let i = 2; i < process.argv.length; i++) {
 const BASE = (args.url || 'http://127.0.0.1:8080').replace(/\/$/, '')
 const DOC = args.doc || `browser-${Date.now()}`
 const PAGE = `${BASE}/doc/${encodeURIComponent(DOC)}`
-const WAIT = Number(args.wait || 30000)
+const WAIT = Number(args.wait || 60000)
 
 let passed = 0
 let failed = 0

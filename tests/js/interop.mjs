@@ -29,7 +29,7 @@ const DOC = args.doc || `interop-${Date.now()}`
 const CLIENTS = Number(args.clients || 4)
 const EDITS = Number(args.edits || 30)
 const ROUNDS = Number(args.rounds || 1)
-const WAIT_MS = Number(args.wait || 30000)
+const WAIT_MS = Number(args.wait || 60000)
 let seed = Number(args.seed || 1) >>> 0 || 1
 
 function parseArgs (argv) {
