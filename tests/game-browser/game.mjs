@@ -64,15 +64,21 @@ async function newPlayer(label) {
 
 const attr = (page, selector, name) => page.getAttribute(selector, name);
 
-/** Waits until `selector` has attribute `name` equal to `value`. */
+/** Waits until `selector` has attribute `name` equal to `value`; on timeout, says what
+ * it had instead. */
 async function waitAttr(page, selector, name, value) {
-  await page.waitForFunction(
-    ([s, n, v]) => {
-      const el = document.querySelector(s);
-      return !!el && el.getAttribute(n) === v;
-    },
-    [selector, name, String(value)],
-  );
+  try {
+    await page.waitForFunction(
+      ([s, n, v]) => {
+        const el = document.querySelector(s);
+        return !!el && el.getAttribute(n) === v;
+      },
+      [selector, name, String(value)],
+    );
+  } catch (e) {
+    const had = await page.getAttribute(selector, name, { timeout: 1000 }).catch(() => "(no element)");
+    throw new Error(`${page.url()}: ${selector}[${name}] is ${JSON.stringify(had)}, not ${JSON.stringify(String(value))}: ${e.message.split("\n")[0]}`);
+  }
 }
 
 /** Every cell's color as rows of 7 ("" for empty), top row first. */
@@ -194,7 +200,7 @@ try {
     );
     assert.deepEqual(win, [...winning].sort());
     const text = await page.textContent("#result");
-    const cls = await attr(page, "#result", "class");
+    const cls = (await attr(page, "#result", "class")) || "";
     if (color === "red") {
       assert.match(text, /^You win!/);
       assert.match(cls, /\bwin\b/);
