@@ -367,10 +367,13 @@ impl Actor {
                 .map(Returned::Response),
             Event::Connect {
                 socket, request, ..
-            } => events
-                .call_on_connect(&mut *store, *socket, request)
-                .await
-                .map(Returned::Connect),
+            } => {
+                let sockets = &self.entry.sockets;
+                sockets.lock().expect("socket table lock").connecting = Some(*socket);
+                let result = events.call_on_connect(&mut *store, *socket, request).await;
+                sockets.lock().expect("socket table lock").connecting = None;
+                result.map(Returned::Connect)
+            }
             Event::Message { socket, message } => events
                 .call_on_message(&mut *store, *socket, message)
                 .await

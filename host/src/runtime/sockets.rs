@@ -78,6 +78,9 @@ pub enum SendError {
 pub struct SocketTable {
     sockets: HashMap<u64, SocketState>,
     pub auto_response: Option<AutoResponse>,
+    /// The socket whose `on-connect` is running: the only connecting socket listed, so
+    /// no other event broadcasts to a socket its object has not accepted yet.
+    pub connecting: Option<u64>,
 }
 
 impl SocketTable {
@@ -124,7 +127,10 @@ impl SocketTable {
         let mut ids: Vec<u64> = self
             .sockets
             .iter()
-            .filter(|(_, s)| s.phase != Phase::Closed)
+            .filter(|(id, s)| {
+                s.phase == Phase::Open
+                    || (s.phase == Phase::Connecting && self.connecting == Some(**id))
+            })
             .filter(|(_, s)| tag.is_none_or(|t| s.tags.iter().any(|x| x == t)))
             .map(|(id, _)| *id)
             .collect();
@@ -181,12 +187,25 @@ mod tests {
         let mut t = SocketTable::default();
         let _a = t.insert(1, 4);
         let _b = t.insert(2, 4);
+        t.get_mut(1).unwrap().phase = Phase::Open;
+        t.get_mut(2).unwrap().phase = Phase::Open;
         t.get_mut(2).unwrap().tags = vec!["red".into()];
         assert_eq!(t.list(None), [1, 2]);
         assert_eq!(t.list(Some("red")), [2]);
         t.mark_closed(1);
         assert_eq!(t.list(None), [2]);
         assert!(t.get(1).is_some());
+    }
+
+    #[test]
+    fn only_the_socket_being_connected_is_listed_while_connecting() {
+        let mut t = SocketTable::default();
+        let _a = t.insert(1, 4);
+        let _b = t.insert(2, 4);
+        t.get_mut(1).unwrap().phase = Phase::Open;
+        assert_eq!(t.list(None), [1], "2 has not been accepted yet");
+        t.connecting = Some(2);
+        assert_eq!(t.list(None), [1, 2]);
     }
 
     #[test]
