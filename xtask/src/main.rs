@@ -98,7 +98,32 @@ fn test() -> Result<(), String> {
         guests,
         &root.join("guests"),
         "running the guests' unit tests",
-    )
+    )?;
+    fuzz_smoke(&root)
+}
+
+/// A short run of every fuzz target (fuzz/smoke.sh). It needs the nightly toolchain;
+/// cargo-fuzz is installed from crates.io when nightly is there and it is missing.
+/// `LODGE_SKIP_FUZZ=1` skips it.
+fn fuzz_smoke(root: &Path) -> Result<(), String> {
+    if std::env::var_os("LODGE_SKIP_FUZZ").is_some() {
+        eprintln!("xtask: fuzz smoke skipped (LODGE_SKIP_FUZZ)");
+        return Ok(());
+    }
+    let works = |args: &[&str]| {
+        Command::new("cargo")
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if works(&["+nightly", "--version"]) && !works(&["+nightly", "fuzz", "--version"]) {
+        let mut install = Command::new("cargo");
+        install.args(["install", "cargo-fuzz", "--locked"]);
+        run(install, root, "installing cargo-fuzz")?;
+    }
+    let mut smoke = Command::new("bash");
+    smoke.arg("fuzz/smoke.sh");
+    run(smoke, root, "fuzzing every target briefly")
 }
 
 fn serve(args: &[String]) -> Result<(), String> {
