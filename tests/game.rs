@@ -1213,7 +1213,8 @@ async fn bad_names_and_routes_get_clear_json_errors() {
 ///
 /// Seen in this suite: a player's socket dropped and a new player connected at once got
 /// the close's `state` first. Here the room is kept busy by a burst of frames so that a
-/// move is queued before the newcomer's connect.
+/// move is usually queued before the newcomer's connect (on the buggy host that failed
+/// every time); whichever runs first, the newcomer's frames must start with its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_receives_nothing_before_its_own_connect_frames() {
     let host = game_host().start().await.unwrap();
@@ -1232,13 +1233,18 @@ async fn a_socket_receives_nothing_before_its_own_connect_frames() {
         .send(r#"{"type":"move","column":3}"#)
         .await
         .unwrap();
-    let (_late, frames) = open(&host, room, "name=late").await;
+    let (mut late, frames) = open(&host, room, "name=late").await;
     assert_eq!(
         frames[0]["type"], "spectator",
         "a socket's first frame comes from its own on-connect, not from the move that \
          ran before it: {frames:?}"
     );
-    assert_eq!(frames[1]["moves"].as_array().unwrap().len(), 1);
+    assert_eq!(frames.len(), 2, "{frames:?}");
+    // If the connect ran first, the move's state follows it.
+    if frames[1]["moves"] == json!([]) {
+        let s = late.recv_json().await.unwrap();
+        assert_eq!(s["moves"].as_array().unwrap().len(), 1, "{s}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------
