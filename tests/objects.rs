@@ -507,3 +507,22 @@ async fn limits_can_be_set_per_class() {
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accepted_socket_attachment_is_bounded() {
+    let host = counter_host()
+        .toml("limits", "max_attachment_bytes = 32")
+        .start()
+        .await
+        .unwrap();
+    let long = "n".repeat(100);
+    let (status, body) = Ws::connect_refused(&host.ws_url(&format!("/counter/att/ws?name={long}")))
+        .await
+        .unwrap();
+    assert_eq!(status, 500);
+    assert!(body.contains("attachment of"), "{body}");
+    // A small one is fine, and the object keeps no trace of the refused socket.
+    let mut ws = Ws::connect(&host.ws_url("/counter/att/ws?name=ok")).await.unwrap();
+    ws.recv_type("hello").await.unwrap();
+    assert_eq!(get(&host.url("/counter/att/sockets")).await.unwrap().json(), json!(1));
+}

@@ -27,7 +27,10 @@ impl AdminClient {
                 .enable_all()
                 .build()
                 .expect("a current-thread runtime"),
+            // No pooled connections: the admin listener drops idle ones (its header read
+            // timeout), and `lodge dev` calls it again after arbitrary pauses.
             http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
                 .no_proxy()
                 .build()
                 .expect("an HTTP client"),

@@ -196,7 +196,12 @@ fn main() -> Result<()> {
 
 impl AdminArgs {
     fn config(&self) -> Result<Config> {
-        read_config(self.config.as_deref())
+        let mut config = read_config(self.config.as_deref())?;
+        // The same override `lodge serve` honours, so the CLI finds that host's token.
+        if let Some(dir) = std::env::var_os("LODGE_DATA_DIR") {
+            config.data_dir = dir.into();
+        }
+        Ok(config)
     }
 
     fn client(&self) -> Result<cli::AdminClient> {
@@ -210,6 +215,7 @@ impl AdminArgs {
             None => match std::env::var(&config.admin.token_env)
                 .ok()
                 .filter(|t| !t.is_empty())
+                .or_else(|| config.admin.token.clone())
             {
                 Some(t) => t,
                 None => {

@@ -412,6 +412,19 @@ impl Actor {
         } else {
             metrics.events_failed[kind].fetch_add(1, Ordering::Relaxed);
         }
+        // The attachment an accept hands over is bounded like `set-attachment`.
+        let max_attachment = self.ctx.limits.max_attachment_bytes;
+        let result = match result {
+            Ok(Returned::Connect(ConnectOutcome::Accept(a)))
+                if a.attachment.len() > max_attachment =>
+            {
+                Err(wasmtime::Error::msg(format!(
+                    "the socket attachment of {} bytes is over the limit of {max_attachment}",
+                    a.attachment.len()
+                )))
+            }
+            other => other,
+        };
         match result {
             Ok(returned) => self.commit(event, returned),
             Err(trap) => {
