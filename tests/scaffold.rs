@@ -247,6 +247,90 @@ async fn a_new_class_builds_tests_and_serves_as_is() {
         .map(|e| e["text"].as_str().unwrap())
         .collect();
     assert_eq!(texts, ["hello", "hi all", "third", "after a nap"]);
+
+    // `lodge dev`: edit the class's source while a client is connected; it rebuilds,
+    // hot-swaps, and the open socket is served by the new version.
+    let mut carol = Ws::connect(&host.ws_url("/guestbook/lobby/ws?name=carol"))
+        .await
+        .unwrap();
+    carol.recv_type("hello").await.unwrap();
+    let mut dev = Command::new(lodge_bin())
+        .args(["dev", "--guests"])
+        .arg(&krate)
+        .arg("--config")
+        .arg(host.config_path())
+        .args([
+            "--admin-url",
+            &host.admin_url(""),
+            "--token",
+            &host.admin_token(),
+        ])
+        .env_remove("CARGO")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env("CARGO_TARGET_DIR", &target)
+        .env("RUST_BACKTRACE", "0")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    let stdout = dev.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(line);
+        }
+    });
+    // The first pass builds (nothing changed) and finds the served version current.
+    wait_line(&mut lines, "watching").await;
+    wait_line(&mut lines, "building the guests").await;
+    let page = krate.join("src/page.html");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("<title>Guestbook</title>"));
+    std::fs::write(
+        &page,
+        html.replace(
+            "<title>Guestbook</title>",
+            "<title>Guestbook, edited</title>",
+        ),
+    )
+    .unwrap();
+    let deployed = wait_line(&mut lines, "deployed version").await;
+    assert!(deployed.contains("guestbook"), "{deployed}");
+    let page = get(&host.url("/guestbook/lobby/")).await.unwrap();
+    assert!(page.body.contains("<title>Guestbook, edited</title>"));
+    // carol's socket survived the swap and is served by the new version.
+    carol
+        .send_json(&json!({"type": "sign", "text": "still here"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        carol.recv_type("entry").await.unwrap()["entry"]["text"],
+        "still here"
+    );
+    let _ = dev.kill();
+    let _ = dev.wait();
+}
+
+/// The next line of `lodge dev`'s output that contains `needle`.
+async fn wait_line(
+    lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    needle: &str,
+) -> String {
+    loop {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(300), lines.recv())
+            .await
+            .expect("lodge dev said nothing in time")
+            .expect("lodge dev ended");
+        if line.contains(needle) {
+            return line;
+        }
+    }
 }
 
 #[test]

@@ -394,6 +394,11 @@ impl Host {
         )
     }
 
+    /// The config file the host runs with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("lodge.toml")
+    }
+
     /// The data dir (kept across restarts).
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
