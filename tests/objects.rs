@@ -522,7 +522,12 @@ async fn an_accepted_socket_attachment_is_bounded() {
     assert_eq!(status, 500);
     assert!(body.contains("attachment of"), "{body}");
     // A small one is fine, and the object keeps no trace of the refused socket.
-    let mut ws = Ws::connect(&host.ws_url("/counter/att/ws?name=ok")).await.unwrap();
+    let mut ws = Ws::connect(&host.ws_url("/counter/att/ws?name=ok"))
+        .await
+        .unwrap();
     ws.recv_type("hello").await.unwrap();
-    assert_eq!(get(&host.url("/counter/att/sockets")).await.unwrap().json(), json!(1));
+    assert_eq!(
+        get(&host.url("/counter/att/sockets")).await.unwrap().json(),
+        json!(1)
+    );
 }
