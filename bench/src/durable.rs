@@ -1,0 +1,204 @@
+//! Durable writes: many objects (rooms) writing at once, each with one client that sends a
+//! message and waits for it to come back (the output gate releases it only once it is
+//! durable), then sends the next. Durable events per second and the size of the group
+//! commits (from the server's commit counters) are compared with what this disk does with
+//! one fsync per event, measured by a tiny loop.
+
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use serde_json::{Value, json};
+
+use crate::client;
+use crate::servers::Server;
+use crate::stats::{Summary, ratio, round3};
+
+#[derive(Clone, Debug)]
+pub struct DurableCfg {
+    pub objects: usize,
+    pub secs: f64,
+    pub connect_parallel: usize,
+}
+
+impl DurableCfg {
+    pub fn json(&self) -> Value {
+        json!({ "objects": self.objects, "secs": self.secs })
+    }
+}
+
+/// What this disk does with one sync per write.
+#[derive(Clone, Copy, Debug)]
+pub struct FsyncProbe {
+    /// `pwrite` 4 KiB at offset 0 + `fdatasync`, in a loop.
+    pub fdatasync_per_s: f64,
+    /// One redb write transaction of one small key per commit, `Durability::Immediate`.
+    pub redb_commits_per_s: f64,
+}
+
+impl FsyncProbe {
+    pub fn json(&self) -> Value {
+        json!({
+            "fdatasync_per_s": round3(self.fdatasync_per_s),
+            "redb_commits_per_s": round3(self.redb_commits_per_s),
+        })
+    }
+}
+
+/// Measures fsyncs/s (and single-event redb commits/s) in a temporary dir under `dir`.
+pub fn probe(dir: &Path, secs: f64) -> Result<FsyncProbe> {
+    let tmp = tempfile::Builder::new()
+        .prefix("fsync-probe-")
+        .tempdir_in(dir)?;
+    let path = tmp.path().join("probe");
+    let mut file = std::fs::File::create(&path)?;
+    let block = vec![0x5au8; 4096];
+    file.write_all(&block)?;
+    file.sync_all()?;
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed().as_secs_f64() < secs {
+        file.write_all_at(&block, 0)?;
+        file.sync_data()?;
+        n += 1;
+    }
+    let fdatasync_per_s = n as f64 / start.elapsed().as_secs_f64();
+
+    let db = redb::Database::create(tmp.path().join("probe.redb"))?;
+    const T: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("t");
+    let value = vec![0x5au8; 200];
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed().as_secs_f64() < secs {
+        let txn = db.begin_write()?;
+        {
+            let mut t = txn.open_table(T)?;
+            t.insert(n, value.as_slice())?;
+        }
+        txn.commit()?;
+        n += 1;
+    }
+    let redb_commits_per_s = n as f64 / start.elapsed().as_secs_f64();
+    Ok(FsyncProbe {
+        fdatasync_per_s,
+        redb_commits_per_s,
+    })
+}
+
+pub struct DurableRun {
+    pub events: u64,
+    pub secs: f64,
+    pub latency: Summary,
+    pub commits: Option<f64>,
+    pub batches: Option<f64>,
+    pub errors: usize,
+}
+
+impl DurableRun {
+    pub fn events_per_s(&self) -> f64 {
+        self.events as f64 / self.secs
+    }
+
+    pub fn json(&self, probe: &FsyncProbe) -> Value {
+        let per_commit = match (self.commits, self.batches) {
+            (Some(c), Some(b)) if c > 0.0 => json!(round3(b / c)),
+            _ => Value::Null,
+        };
+        json!({
+            "durable_events": self.events,
+            "durable_events_per_s": round3(self.events_per_s()),
+            "latency": self.latency.json(),
+            "commits": self.commits,
+            "committed_batches": self.batches,
+            "batches_per_commit": per_commit,
+            "commits_per_s": self.commits.map(|c| round3(c / self.secs)),
+            "events_per_s_over_fdatasync_per_s": ratio(self.events_per_s(), probe.fdatasync_per_s),
+            "events_per_s_over_redb_commits_per_s": ratio(self.events_per_s(), probe.redb_commits_per_s),
+            "errors": self.errors,
+        })
+    }
+}
+
+/// The commit counters of whichever server this is.
+async fn counters(server: &Server) -> (Option<f64>, Option<f64>) {
+    match server.metrics().await {
+        Ok(m) => {
+            let get = |a: &str, b: &str| m.get(a).or_else(|| m.get(b)).copied();
+            (
+                get("lodge_commits_total", "native_commits_total"),
+                get(
+                    "lodge_committed_batches_total",
+                    "native_committed_batches_total",
+                ),
+            )
+        }
+        Err(_) => (None, None),
+    }
+}
+
+pub async fn run(server: &Server, cfg: &DurableCfg, nonce: &str) -> Result<DurableRun> {
+    let base = server.base.clone();
+    let nonce_s = nonce.to_string();
+    let sockets = client::for_each_parallel(cfg.objects, cfg.connect_parallel, |i| {
+        let base = base.clone();
+        let room = format!("durable-{nonce_s}-{i}");
+        async move { Ok(client::join(&base, &room, "writer").await?) }
+    })
+    .await?;
+
+    let (c0, b0) = counters(server).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let mut handles = Vec::with_capacity(sockets.len());
+    for (i, mut ws) in sockets.into_iter().enumerate() {
+        let stop = stop.clone();
+        handles.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut error = None;
+            let mut k = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let text = format!("w {i} {k}");
+                if let Err(e) = client::send_and_wait(&mut ws, &text, Duration::from_secs(30)).await
+                {
+                    error = Some(e);
+                    break;
+                }
+                lat.push(t.elapsed().as_micros() as u64);
+                k += 1;
+            }
+            (lat, error, ws)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(cfg.secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    let mut errors = 0;
+    let mut keep = Vec::new();
+    for h in handles {
+        let (lat, error, ws) = h.await?;
+        all.extend(lat);
+        if let Some(e) = error {
+            if errors < 3 {
+                crate::note!("durable writer failed: {e:#}");
+            }
+            errors += 1;
+        }
+        keep.push(ws);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let (c1, b1) = counters(server).await;
+    drop(keep);
+    Ok(DurableRun {
+        events: all.len() as u64,
+        secs,
+        latency: Summary::of(&mut all),
+        commits: c0.zip(c1).map(|(a, b)| b - a),
+        batches: b0.zip(b1).map(|(a, b)| b - a),
+        errors,
+    })
+}

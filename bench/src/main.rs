@@ -1,0 +1,672 @@
+//! `lodge-bench`: lodge's benchmark suite. A load generator speaking the chat protocol
+//! (shared/protocols/chat.md) to any server, a native baseline chat server (tokio +
+//! tokio-tungstenite + redb, no WebAssembly, same durability), and scenarios that run
+//! both and print one JSON result line each on stdout (progress goes to stderr).
+//!
+//! `cargo run --release -p lodge-bench -- all` builds lodge and the chat guest, then runs
+//! every scenario against fresh servers on 127.0.0.1 with temporary data dirs.
+//! These are measurements, not tests: nothing asserts on a timing.
+
+mod client;
+mod cold;
+mod durable;
+mod fanout;
+mod hibernate;
+mod hotswap;
+mod native;
+mod servers;
+mod stats;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Map, Value, json};
+
+use servers::{Kind, LodgeOpts, Paths, Server};
+use stats::{emit, ratio, round3};
+
+#[derive(Parser)]
+#[command(
+    name = "lodge-bench",
+    about = "lodge's benchmarks against a native baseline"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build lodge and the chat guest, then run every scenario at its default size.
+    All {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Run the native baseline chat server until killed.
+    Native {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Commit without fsync (redb `Durability::None`).
+        #[arg(long)]
+        no_fsync: bool,
+    },
+    /// R rooms x C clients, one open-loop sender per room.
+    Fanout {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        targets: Targets,
+        #[arg(long, default_value_t = 1)]
+        rooms: usize,
+        #[arg(long, default_value_t = 500)]
+        clients: usize,
+        /// Messages per second per room.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+    },
+    /// First-message latency in fresh rooms (activation included) vs a warm room.
+    Cold {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        targets: Targets,
+        #[arg(long, default_value_t = 2000)]
+        rooms: usize,
+        #[arg(long, default_value_t = 500)]
+        warm: usize,
+        #[arg(long, default_value_t = 4)]
+        parallel: usize,
+    },
+    /// Many objects writing at once: durable events/s and group-commit sizes vs fsyncs/s.
+    Durable {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        targets: Targets,
+        #[arg(long, default_value_t = 1000)]
+        objects: usize,
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+    },
+    /// Server RSS per open socket with every room hibernated.
+    Hibernate {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        targets: Targets,
+        #[arg(long, default_value_t = 2000)]
+        sockets: usize,
+        #[arg(long, default_value_t = 100)]
+        rooms: usize,
+        /// lodge's idle timeout for this run.
+        #[arg(long, default_value_t = 200)]
+        idle_ms: u64,
+    },
+    /// Deploy and roll back the chat class during fan-out (lodge only).
+    Hotswap {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 10)]
+        rooms: usize,
+        #[arg(long, default_value_t = 20)]
+        clients: usize,
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 8.0)]
+        secs: f64,
+        #[arg(long, default_value_t = 2.5)]
+        deploy_at: f64,
+        #[arg(long, default_value_t = 5.5)]
+        rollback_at: f64,
+        #[arg(long, default_value_t = 1.0)]
+        window: f64,
+    },
+    /// This disk's fdatasync/s and single-commit redb commits/s.
+    Fsync {
+        /// Where to measure (default: the system temp dir, where the servers' data goes).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long, default_value_t = 2.0)]
+        secs: f64,
+    },
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Use the existing binaries: skip `cargo build`.
+    #[arg(long)]
+    no_build: bool,
+    /// The repository root (default: the parent of bench/).
+    #[arg(long)]
+    root: Option<PathBuf>,
+    #[arg(long)]
+    lodge_bin: Option<PathBuf>,
+    #[arg(long)]
+    chat_wasm: Option<PathBuf>,
+}
+
+impl Common {
+    fn paths(&self, build: bool) -> Result<Paths> {
+        let paths = Paths::new(
+            self.root.clone(),
+            self.lodge_bin.clone(),
+            self.chat_wasm.clone(),
+        );
+        if build && !self.no_build {
+            paths.build()?;
+        }
+        Ok(paths)
+    }
+}
+
+#[derive(Args, Clone)]
+struct Targets {
+    /// Servers to run, comma-separated: native, native-nofsync, lodge.
+    #[arg(long, value_delimiter = ',')]
+    targets: Option<Vec<String>>,
+    /// Run against a server that is already listening (e.g. http://127.0.0.1:8787)
+    /// instead of starting any.
+    #[arg(long)]
+    url: Option<String>,
+}
+
+impl Targets {
+    fn kinds(&self, default: &[Kind]) -> Result<Vec<Kind>> {
+        if self.url.is_some() {
+            return Ok(vec![Kind::External]);
+        }
+        match &self.targets {
+            Some(list) => list.iter().map(|s| Kind::parse(s)).collect(),
+            None => Ok(default.to_vec()),
+        }
+    }
+
+    fn needs_lodge(&self, default: &[Kind]) -> bool {
+        self.kinds(default)
+            .map(|k| k.contains(&Kind::Lodge))
+            .unwrap_or(false)
+    }
+}
+
+const ALL_TARGETS: &[Kind] = &[Kind::Native, Kind::NativeNoFsync, Kind::Lodge];
+const DURABLE_TARGETS: &[Kind] = &[Kind::Native, Kind::Lodge];
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    if let Command::Native {
+        listen,
+        data_dir,
+        no_fsync,
+    } = &cli.command
+    {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        return rt.block_on(native::run(*listen, data_dir.clone(), !no_fsync));
+    }
+    servers::raise_fd_limit();
+    client::epoch();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run(cli.command))
+}
+
+fn nonce() -> String {
+    format!("{:x}", client::now_us() ^ (std::process::id() as u64) << 20)
+}
+
+async fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Native { .. } => unreachable!("handled in main"),
+        Command::All { common } => all(&common).await,
+        Command::Fanout {
+            common,
+            targets,
+            rooms,
+            clients,
+            rate,
+            secs,
+        } => {
+            let paths = common.paths(targets.needs_lodge(ALL_TARGETS))?;
+            let cfg = fanout_cfg(rooms, clients, rate, secs);
+            emit(
+                &fanout_scenario(
+                    &paths,
+                    &targets.kinds(ALL_TARGETS)?,
+                    targets.url.as_deref(),
+                    &cfg,
+                )
+                .await?,
+            );
+            Ok(())
+        }
+        Command::Cold {
+            common,
+            targets,
+            rooms,
+            warm,
+            parallel,
+        } => {
+            let paths = common.paths(targets.needs_lodge(DURABLE_TARGETS))?;
+            let cfg = cold::ColdCfg {
+                rooms,
+                warm,
+                parallel,
+            };
+            emit(
+                &cold_scenario(
+                    &paths,
+                    &targets.kinds(DURABLE_TARGETS)?,
+                    targets.url.as_deref(),
+                    &cfg,
+                )
+                .await?,
+            );
+            Ok(())
+        }
+        Command::Durable {
+            common,
+            targets,
+            objects,
+            secs,
+        } => {
+            let paths = common.paths(targets.needs_lodge(DURABLE_TARGETS))?;
+            let cfg = durable::DurableCfg {
+                objects,
+                secs,
+                connect_parallel: 32,
+            };
+            emit(
+                &durable_scenario(
+                    &paths,
+                    &targets.kinds(DURABLE_TARGETS)?,
+                    targets.url.as_deref(),
+                    &cfg,
+                )
+                .await?,
+            );
+            Ok(())
+        }
+        Command::Hibernate {
+            common,
+            targets,
+            sockets,
+            rooms,
+            idle_ms,
+        } => {
+            let paths = common.paths(targets.needs_lodge(DURABLE_TARGETS))?;
+            let cfg = hibernate::HibernateCfg {
+                sockets,
+                rooms,
+                idle_ms,
+                connect_parallel: 32,
+            };
+            emit(&hibernate_scenario(&paths, &targets.kinds(DURABLE_TARGETS)?, &cfg).await?);
+            Ok(())
+        }
+        Command::Hotswap {
+            common,
+            rooms,
+            clients,
+            rate,
+            secs,
+            deploy_at,
+            rollback_at,
+            window,
+        } => {
+            let paths = common.paths(true)?;
+            let cfg = hotswap::HotswapCfg {
+                fanout: fanout_cfg(rooms, clients, rate, secs),
+                deploy_at,
+                rollback_at,
+                window_secs: window,
+            };
+            emit(&hotswap_scenario(&paths, &cfg).await?);
+            Ok(())
+        }
+        Command::Fsync { dir, secs } => {
+            let dir = dir.unwrap_or_else(std::env::temp_dir);
+            let probe = tokio::task::spawn_blocking(move || durable::probe(&dir, secs)).await??;
+            let mut line = json!({ "scenario": "fsync" });
+            merge(&mut line, probe.json());
+            emit(&line);
+            Ok(())
+        }
+    }
+}
+
+fn fanout_cfg(rooms: usize, clients: usize, rate: f64, secs: f64) -> fanout::FanoutCfg {
+    fanout::FanoutCfg {
+        rooms,
+        clients,
+        rate,
+        secs,
+        drain_secs: 10.0,
+        connect_parallel: 32,
+        prefix: format!("fan-{}", nonce()),
+    }
+}
+
+fn merge(into: &mut Value, from: Value) {
+    if let (Value::Object(a), Value::Object(b)) = (into, from) {
+        a.extend(b);
+    }
+}
+
+/// The machine the figures come from.
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default();
+    let mem_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    });
+    json!({
+        "scenario": "machine",
+        "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu": cpu,
+        "mem_gib": mem_kib.map(|k| round3(k as f64 / 1048576.0)),
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+    })
+}
+
+async fn all(common: &Common) -> Result<()> {
+    let paths = common.paths(true)?;
+    paths.check()?;
+    emit(&machine());
+    let fanouts = [(1, 500, 20.0), (50, 20, 5.0)];
+    for (rooms, clients, rate) in fanouts {
+        let cfg = fanout_cfg(rooms, clients, rate, 5.0);
+        emit(&fanout_scenario(&paths, ALL_TARGETS, None, &cfg).await?);
+    }
+    let cold = cold::ColdCfg {
+        rooms: 2000,
+        warm: 500,
+        parallel: 4,
+    };
+    emit(&cold_scenario(&paths, DURABLE_TARGETS, None, &cold).await?);
+    let durable = durable::DurableCfg {
+        objects: 1000,
+        secs: 5.0,
+        connect_parallel: 32,
+    };
+    emit(&durable_scenario(&paths, DURABLE_TARGETS, None, &durable).await?);
+    let hib = hibernate::HibernateCfg {
+        sockets: 2000,
+        rooms: 100,
+        idle_ms: 200,
+        connect_parallel: 32,
+    };
+    emit(&hibernate_scenario(&paths, DURABLE_TARGETS, &hib).await?);
+    let swap = hotswap::HotswapCfg {
+        fanout: fanout_cfg(10, 20, 20.0, 8.0),
+        deploy_at: 2.5,
+        rollback_at: 5.5,
+        window_secs: 1.0,
+    };
+    emit(&hotswap_scenario(&paths, &swap).await?);
+    Ok(())
+}
+
+async fn start(kind: Kind, paths: &Paths, lodge: &LodgeOpts, url: Option<&str>) -> Result<Server> {
+    note!("starting {}", kind.name());
+    Server::start(kind, paths, lodge, url).await
+}
+
+async fn fanout_scenario(
+    paths: &Paths,
+    kinds: &[Kind],
+    url: Option<&str>,
+    cfg: &fanout::FanoutCfg,
+) -> Result<Value> {
+    let mut results = Map::new();
+    let mut runs = Vec::new();
+    for &kind in kinds {
+        let server = start(kind, paths, &LodgeOpts::default(), url).await?;
+        note!(
+            "fan-out {}x{} at {}/s per room for {} s on {}",
+            cfg.rooms,
+            cfg.clients,
+            cfg.rate,
+            cfg.secs,
+            kind.name()
+        );
+        let mut c = cfg.clone();
+        c.prefix = format!("{}-{}", cfg.prefix, kind.name());
+        let run = fanout::run(&server.base, &c, None).await;
+        let rss = server.rss_kib();
+        server.stop().await;
+        let run = run?;
+        let mut v = run.json();
+        merge(&mut v, json!({ "server_rss_kib_end": rss }));
+        results.insert(kind.name().into(), v);
+        runs.push((
+            kind,
+            run.frames_per_s(),
+            run.latency().p99_ms,
+            run.latency().p50_ms,
+        ));
+    }
+    let mut ratios = Map::new();
+    let find = |k: Kind| runs.iter().find(|r| r.0 == k).copied();
+    if let Some((_, fps, p99, p50)) = find(Kind::Lodge) {
+        for base in [Kind::Native, Kind::NativeNoFsync] {
+            if let Some((_, bfps, bp99, bp50)) = find(base) {
+                ratios.insert(
+                    format!("lodge_frames_per_s_over_{}", base.name()),
+                    ratio(fps, bfps),
+                );
+                ratios.insert(
+                    format!("lodge_p99_minus_{}_ms", base.name()),
+                    json!(round3(p99 - bp99)),
+                );
+                ratios.insert(
+                    format!("lodge_p50_minus_{}_ms", base.name()),
+                    json!(round3(p50 - bp50)),
+                );
+            }
+        }
+    }
+    let mut line = json!({ "scenario": "fanout" });
+    merge(&mut line, cfg.json());
+    merge(
+        &mut line,
+        json!({
+            "results": results,
+            "ratios": ratios,
+            "targets": "frames/s >= 0.8x native (fsync); p99 <= native p99 + 1 ms",
+        }),
+    );
+    Ok(line)
+}
+
+async fn cold_scenario(
+    paths: &Paths,
+    kinds: &[Kind],
+    url: Option<&str>,
+    cfg: &cold::ColdCfg,
+) -> Result<Value> {
+    let mut results = Map::new();
+    for &kind in kinds {
+        let server = start(kind, paths, &LodgeOpts::default(), url).await?;
+        note!(
+            "cold rooms: {} fresh rooms, {} warm samples on {}",
+            cfg.rooms,
+            cfg.warm,
+            kind.name()
+        );
+        let before = server.metrics().await.ok();
+        let run = cold::run(&server.base, cfg, &nonce()).await;
+        let after = server.metrics().await.ok();
+        server.stop().await;
+        let mut v = run?.json();
+        if let (Some(a), Some(b)) = (after, before) {
+            let d = |k: &str| a.get(k).zip(b.get(k)).map(|(x, y)| x - y);
+            merge(
+                &mut v,
+                json!({
+                    "activations": d("lodge_activations_total"),
+                    "evictions": d("lodge_evictions_total"),
+                }),
+            );
+        }
+        results.insert(kind.name().into(), v);
+    }
+    let mut line = json!({ "scenario": "cold" });
+    merge(&mut line, cfg.json());
+    let lodge_vs_native = match (results.get("lodge"), results.get("native")) {
+        (Some(l), Some(n)) => json!({
+            "lodge_cold_p50_over_native_cold_p50": ratio(
+                l["cold_first_message"]["p50_ms"].as_f64().unwrap_or(0.0),
+                n["cold_first_message"]["p50_ms"].as_f64().unwrap_or(0.0)),
+            "lodge_warm_p50_over_native_warm_p50": ratio(
+                l["warm_first_message"]["p50_ms"].as_f64().unwrap_or(0.0),
+                n["warm_first_message"]["p50_ms"].as_f64().unwrap_or(0.0)),
+        }),
+        _ => Value::Null,
+    };
+    merge(
+        &mut line,
+        json!({
+            "results": results,
+            "ratios": lodge_vs_native,
+            "targets": "lodge cold p50 <= 2x warm p50",
+        }),
+    );
+    Ok(line)
+}
+
+async fn durable_scenario(
+    paths: &Paths,
+    kinds: &[Kind],
+    url: Option<&str>,
+    cfg: &durable::DurableCfg,
+) -> Result<Value> {
+    note!("measuring this disk's fsyncs/s");
+    let dir = std::env::temp_dir();
+    let probe = tokio::task::spawn_blocking(move || durable::probe(&dir, 2.0)).await??;
+    let mut results = Map::new();
+    let mut rates = Vec::new();
+    for &kind in kinds {
+        let server = start(kind, paths, &LodgeOpts::default(), url).await?;
+        note!(
+            "durable writes: {} objects for {} s on {}",
+            cfg.objects,
+            cfg.secs,
+            kind.name()
+        );
+        let run = durable::run(&server, cfg, &nonce()).await;
+        server.stop().await;
+        let run = run?;
+        results.insert(kind.name().into(), run.json(&probe));
+        rates.push((kind, run.events_per_s()));
+    }
+    let find = |k: Kind| rates.iter().find(|r| r.0 == k).map(|r| r.1);
+    let mut line = json!({ "scenario": "durable" });
+    merge(&mut line, cfg.json());
+    merge(
+        &mut line,
+        json!({
+            "disk": probe.json(),
+            "results": results,
+            "ratios": {
+                "lodge_events_per_s_over_native": match (find(Kind::Lodge), find(Kind::Native)) {
+                    (Some(l), Some(n)) => ratio(l, n),
+                    _ => Value::Null,
+                },
+                "lodge_events_per_s_over_fdatasync_per_s": find(Kind::Lodge).map(|l| ratio(l, probe.fdatasync_per_s)),
+            },
+            "targets": "durable events/s across 1,000 objects >= 10x one fsync per event",
+        }),
+    );
+    Ok(line)
+}
+
+async fn hibernate_scenario(
+    paths: &Paths,
+    kinds: &[Kind],
+    cfg: &hibernate::HibernateCfg,
+) -> Result<Value> {
+    let mut results = Map::new();
+    for &kind in kinds {
+        if kind == Kind::External {
+            bail!("hibernate reads the server's RSS: it needs a server it starts itself");
+        }
+        let opts = LodgeOpts {
+            idle_timeout_ms: cfg.idle_ms,
+            ..LodgeOpts::default()
+        };
+        let server = start(kind, paths, &opts, None).await?;
+        note!(
+            "hibernation: {} sockets over {} rooms on {}",
+            cfg.sockets,
+            cfg.rooms,
+            kind.name()
+        );
+        let v = hibernate::run(&server, cfg, &nonce()).await;
+        server.stop().await;
+        results.insert(kind.name().into(), v?);
+    }
+    let mut line = json!({ "scenario": "hibernate" });
+    merge(&mut line, cfg.json());
+    let get = |k: &str, f: &str| results.get(k).and_then(|v| v[f].as_f64());
+    let ratios = json!({
+        "lodge_kib_per_socket_over_native": match (get("lodge", "kib_per_socket"), get("native", "kib_per_socket")) {
+            (Some(l), Some(n)) => ratio(l, n),
+            _ => Value::Null,
+        },
+        "lodge_marginal_over_native_marginal": match (get("lodge", "marginal_kib_per_socket"), get("native", "marginal_kib_per_socket")) {
+            (Some(l), Some(n)) => ratio(l, n),
+            _ => Value::Null,
+        },
+    });
+    merge(
+        &mut line,
+        json!({
+            "results": results,
+            "ratios": ratios,
+            "targets": "hibernated socket <= 16 KiB of host RSS",
+        }),
+    );
+    Ok(line)
+}
+
+async fn hotswap_scenario(paths: &Paths, cfg: &hotswap::HotswapCfg) -> Result<Value> {
+    let server = start(Kind::Lodge, paths, &LodgeOpts::default(), None).await?;
+    note!(
+        "hot swap: fan-out {}x{} at {}/s, deploy at {} s, rollback at {} s",
+        cfg.fanout.rooms,
+        cfg.fanout.clients,
+        cfg.fanout.rate,
+        cfg.deploy_at,
+        cfg.rollback_at
+    );
+    let v = hotswap::run(&server, &paths.chat_wasm, cfg).await;
+    server.stop().await;
+    let mut line = json!({ "scenario": "hotswap" });
+    merge(&mut line, cfg.fanout.json());
+    merge(
+        &mut line,
+        json!({ "deploy_at_s": cfg.deploy_at, "rollback_at_s": cfg.rollback_at }),
+    );
+    merge(&mut line, json!({ "lodge": v? }));
+    merge(
+        &mut line,
+        json!({ "targets": "deploy under load drops 0 sockets, loses 0 messages" }),
+    );
+    Ok(line)
+}
