@@ -106,8 +106,8 @@ fn test() -> Result<(), String> {
 /// cargo-fuzz is installed from crates.io when nightly is there and it is missing.
 /// `LODGE_SKIP_FUZZ=1` skips it.
 fn fuzz_smoke(root: &Path) -> Result<(), String> {
-    if std::env::var_os("LODGE_SKIP_FUZZ").is_some() {
-        eprintln!("xtask: fuzz smoke skipped (LODGE_SKIP_FUZZ)");
+    if std::env::var_os("LODGE_SKIP_FUZZ").is_some() || !root.join("fuzz/smoke.sh").exists() {
+        eprintln!("xtask: fuzz smoke skipped (LODGE_SKIP_FUZZ, or no fuzz/smoke.sh)");
         return Ok(());
     }
     let works = |args: &[&str]| {
