@@ -9,6 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -107,10 +108,17 @@ pub fn room_url(base: &str, room: &str, name: &str) -> String {
     format!("{ws}/chat/{}/ws?name={}", encode(room), encode(name))
 }
 
+/// The load generator's WebSocket read buffer per connection.
+const CLIENT_READ_BUFFER: usize = 8 * 1024;
+
 /// Opens the socket (no handshake reading yet).
 pub async fn open(base: &str, room: &str, name: &str) -> Result<Ws> {
     let url = room_url(base, room, name);
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
+    // A small read buffer: tungstenite zero-fills its whole read buffer (128 KiB by
+    // default) before every read, which would make the load generator, not the server,
+    // the busiest process with hundreds of clients.
+    let config = WebSocketConfig::default().read_buffer_size(CLIENT_READ_BUFFER);
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true)
         .await
         .with_context(|| format!("connecting {url}"))?;
     Ok(ws)

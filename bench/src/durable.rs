@@ -15,7 +15,7 @@ use anyhow::Result;
 use serde_json::{Value, json};
 
 use crate::client;
-use crate::servers::Server;
+use crate::servers::{Server, Usage};
 use crate::stats::{Summary, ratio, round3};
 
 #[derive(Clone, Debug)]
@@ -96,6 +96,8 @@ pub struct DurableRun {
     pub commits: Option<f64>,
     pub batches: Option<f64>,
     pub errors: usize,
+    /// Server and load-generator CPU during the measured phase.
+    pub usage: Value,
 }
 
 impl DurableRun {
@@ -108,7 +110,7 @@ impl DurableRun {
             (Some(c), Some(b)) if c > 0.0 => json!(round3(b / c)),
             _ => Value::Null,
         };
-        json!({
+        let mut v = json!({
             "durable_events": self.events,
             "durable_events_per_s": round3(self.events_per_s()),
             "latency": self.latency.json(),
@@ -119,7 +121,11 @@ impl DurableRun {
             "events_per_s_over_fdatasync_per_s": ratio(self.events_per_s(), probe.fdatasync_per_s),
             "events_per_s_over_redb_commits_per_s": ratio(self.events_per_s(), probe.redb_commits_per_s),
             "errors": self.errors,
-        })
+        });
+        if let (Value::Object(a), Value::Object(b)) = (&mut v, &self.usage) {
+            a.extend(b.clone());
+        }
+        v
     }
 }
 
@@ -151,6 +157,7 @@ pub async fn run(server: &Server, cfg: &DurableCfg, nonce: &str) -> Result<Durab
     .await?;
 
     let (c0, b0) = counters(server).await;
+    let usage = Usage::start(server);
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let mut handles = Vec::with_capacity(sockets.len());
@@ -192,6 +199,7 @@ pub async fn run(server: &Server, cfg: &DurableCfg, nonce: &str) -> Result<Durab
     }
     let secs = start.elapsed().as_secs_f64();
     let (c1, b1) = counters(server).await;
+    let usage = usage.json(server, "event", all.len() as f64);
     drop(keep);
     Ok(DurableRun {
         events: all.len() as u64,
@@ -200,5 +208,6 @@ pub async fn run(server: &Server, cfg: &DurableCfg, nonce: &str) -> Result<Durab
         commits: c0.zip(c1).map(|(a, b)| b - a),
         batches: b0.zip(b1).map(|(a, b)| b - a),
         errors,
+        usage,
     })
 }

@@ -77,6 +77,9 @@ pub struct FanoutRun {
     pub send_errors: u64,
     pub samples: Vec<(u64, u64)>,
     pub last_recv_us: u64,
+    /// The clients' sockets, still open: the caller closes them (dropping them) once it
+    /// has taken its measurements, so the leave storm is not charged to the run.
+    pub open: Vec<SplitSink<Ws, Message>>,
 }
 
 impl FanoutRun {
@@ -315,7 +318,6 @@ pub async fn run(
         outcomes.push(h.await?);
     }
     stopper.abort();
-    drop(keep);
 
     let mut run = FanoutRun {
         connect_secs,
@@ -330,6 +332,7 @@ pub async fn run(
         send_errors: errors.load(Ordering::Relaxed),
         samples: Vec::new(),
         last_recv_us: 0,
+        open: keep,
     };
     for o in outcomes {
         run.received += o.received;

@@ -23,8 +23,9 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value, json};
+use tokio::sync::oneshot;
 
-use servers::{Kind, LodgeOpts, Paths, Server};
+use servers::{Kind, LodgeOpts, Paths, Server, Usage};
 use stats::{emit, ratio, round3};
 
 #[derive(Parser)]
@@ -53,6 +54,9 @@ enum Command {
         /// Commit without fsync (redb `Durability::None`).
         #[arg(long)]
         no_fsync: bool,
+        /// The WebSocket read buffer per connection (tungstenite's default: 128 KiB).
+        #[arg(long, default_value_t = 128)]
+        read_buffer_kib: usize,
     },
     /// R rooms x C clients, one open-loop sender per room.
     Fanout {
@@ -149,6 +153,9 @@ struct Common {
     lodge_bin: Option<PathBuf>,
     #[arg(long)]
     chat_wasm: Option<PathBuf>,
+    /// lodge's `[runtime] max_live_objects` (the live-instance cap, LRU beyond it).
+    #[arg(long, default_value_t = 1000)]
+    max_live: u32,
 }
 
 impl Common {
@@ -162,6 +169,13 @@ impl Common {
             paths.build()?;
         }
         Ok(paths)
+    }
+
+    fn lodge(&self) -> LodgeOpts {
+        LodgeOpts {
+            max_live_objects: self.max_live,
+            ..LodgeOpts::default()
+        }
     }
 }
 
@@ -196,6 +210,7 @@ impl Targets {
 
 const ALL_TARGETS: &[Kind] = &[Kind::Native, Kind::NativeNoFsync, Kind::Lodge];
 const DURABLE_TARGETS: &[Kind] = &[Kind::Native, Kind::Lodge];
+const HIBERNATE_TARGETS: &[Kind] = &[Kind::Native, Kind::NativeSmallBuffer, Kind::Lodge];
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -203,12 +218,18 @@ fn main() -> Result<()> {
         listen,
         data_dir,
         no_fsync,
+        read_buffer_kib,
     } = &cli.command
     {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
-        return rt.block_on(native::run(*listen, data_dir.clone(), !no_fsync));
+        return rt.block_on(native::run(
+            *listen,
+            data_dir.clone(),
+            !no_fsync,
+            read_buffer_kib * 1024,
+        ));
     }
     servers::raise_fd_limit();
     client::epoch();
@@ -239,6 +260,7 @@ async fn run(command: Command) -> Result<()> {
             emit(
                 &fanout_scenario(
                     &paths,
+                    &common.lodge(),
                     &targets.kinds(ALL_TARGETS)?,
                     targets.url.as_deref(),
                     &cfg,
@@ -263,6 +285,7 @@ async fn run(command: Command) -> Result<()> {
             emit(
                 &cold_scenario(
                     &paths,
+                    &common.lodge(),
                     &targets.kinds(DURABLE_TARGETS)?,
                     targets.url.as_deref(),
                     &cfg,
@@ -286,6 +309,7 @@ async fn run(command: Command) -> Result<()> {
             emit(
                 &durable_scenario(
                     &paths,
+                    &common.lodge(),
                     &targets.kinds(DURABLE_TARGETS)?,
                     targets.url.as_deref(),
                     &cfg,
@@ -301,14 +325,22 @@ async fn run(command: Command) -> Result<()> {
             rooms,
             idle_ms,
         } => {
-            let paths = common.paths(targets.needs_lodge(DURABLE_TARGETS))?;
+            let paths = common.paths(targets.needs_lodge(HIBERNATE_TARGETS))?;
             let cfg = hibernate::HibernateCfg {
                 sockets,
                 rooms,
                 idle_ms,
                 connect_parallel: 32,
             };
-            emit(&hibernate_scenario(&paths, &targets.kinds(DURABLE_TARGETS)?, &cfg).await?);
+            emit(
+                &hibernate_scenario(
+                    &paths,
+                    &common.lodge(),
+                    &targets.kinds(HIBERNATE_TARGETS)?,
+                    &cfg,
+                )
+                .await?,
+            );
             Ok(())
         }
         Command::Hotswap {
@@ -328,7 +360,7 @@ async fn run(command: Command) -> Result<()> {
                 rollback_at,
                 window_secs: window,
             };
-            emit(&hotswap_scenario(&paths, &cfg).await?);
+            emit(&hotswap_scenario(&paths, &common.lodge(), &cfg).await?);
             Ok(())
         }
         Command::Fsync { dir, secs } => {
@@ -391,34 +423,34 @@ async fn all(common: &Common) -> Result<()> {
     let fanouts = [(1, 500, 20.0), (50, 20, 5.0)];
     for (rooms, clients, rate) in fanouts {
         let cfg = fanout_cfg(rooms, clients, rate, 5.0);
-        emit(&fanout_scenario(&paths, ALL_TARGETS, None, &cfg).await?);
+        emit(&fanout_scenario(&paths, &common.lodge(), ALL_TARGETS, None, &cfg).await?);
     }
     let cold = cold::ColdCfg {
         rooms: 2000,
         warm: 500,
         parallel: 4,
     };
-    emit(&cold_scenario(&paths, DURABLE_TARGETS, None, &cold).await?);
+    emit(&cold_scenario(&paths, &common.lodge(), DURABLE_TARGETS, None, &cold).await?);
     let durable = durable::DurableCfg {
         objects: 1000,
         secs: 5.0,
         connect_parallel: 32,
     };
-    emit(&durable_scenario(&paths, DURABLE_TARGETS, None, &durable).await?);
+    emit(&durable_scenario(&paths, &common.lodge(), DURABLE_TARGETS, None, &durable).await?);
     let hib = hibernate::HibernateCfg {
         sockets: 2000,
         rooms: 100,
         idle_ms: 200,
         connect_parallel: 32,
     };
-    emit(&hibernate_scenario(&paths, DURABLE_TARGETS, &hib).await?);
+    emit(&hibernate_scenario(&paths, &common.lodge(), HIBERNATE_TARGETS, &hib).await?);
     let swap = hotswap::HotswapCfg {
         fanout: fanout_cfg(10, 20, 20.0, 8.0),
         deploy_at: 2.5,
         rollback_at: 5.5,
         window_secs: 1.0,
     };
-    emit(&hotswap_scenario(&paths, &swap).await?);
+    emit(&hotswap_scenario(&paths, &common.lodge(), &swap).await?);
     Ok(())
 }
 
@@ -429,6 +461,7 @@ async fn start(kind: Kind, paths: &Paths, lodge: &LodgeOpts, url: Option<&str>) 
 
 async fn fanout_scenario(
     paths: &Paths,
+    lodge: &LodgeOpts,
     kinds: &[Kind],
     url: Option<&str>,
     cfg: &fanout::FanoutCfg,
@@ -436,7 +469,7 @@ async fn fanout_scenario(
     let mut results = Map::new();
     let mut runs = Vec::new();
     for &kind in kinds {
-        let server = start(kind, paths, &LodgeOpts::default(), url).await?;
+        let server = start(kind, paths, lodge, url).await?;
         note!(
             "fan-out {}x{} at {}/s per room for {} s on {}",
             cfg.rooms,
@@ -447,12 +480,26 @@ async fn fanout_scenario(
         );
         let mut c = cfg.clone();
         c.prefix = format!("{}-{}", cfg.prefix, kind.name());
-        let run = fanout::run(&server.base, &c, None).await;
+        let (tx, rx) = oneshot::channel();
+        let base = server.base.clone();
+        let task = tokio::spawn(async move { fanout::run(&base, &c, Some(tx)).await });
+        // CPU is counted from the first scheduled send: the join storm is not charged.
+        let usage = rx.await.ok().map(|_| Usage::start(&server));
+        let run = task.await?;
+        let usage = usage.map(|u| {
+            let frames = run.as_ref().map_or(0.0, |r| r.received as f64);
+            u.json(&server, "frame", frames)
+        });
         let rss = server.rss_kib();
         server.stop().await;
-        let run = run?;
+        let mut run = run?;
+        // The server is gone: closing the clients now costs it nothing.
+        drop(std::mem::take(&mut run.open));
         let mut v = run.json();
         merge(&mut v, json!({ "server_rss_kib_end": rss }));
+        if let Some(u) = usage {
+            merge(&mut v, u);
+        }
         results.insert(kind.name().into(), v);
         runs.push((
             kind,
@@ -496,13 +543,14 @@ async fn fanout_scenario(
 
 async fn cold_scenario(
     paths: &Paths,
+    lodge: &LodgeOpts,
     kinds: &[Kind],
     url: Option<&str>,
     cfg: &cold::ColdCfg,
 ) -> Result<Value> {
     let mut results = Map::new();
     for &kind in kinds {
-        let server = start(kind, paths, &LodgeOpts::default(), url).await?;
+        let server = start(kind, paths, lodge, url).await?;
         note!(
             "cold rooms: {} fresh rooms, {} warm samples on {}",
             cfg.rooms,
@@ -510,10 +558,13 @@ async fn cold_scenario(
             kind.name()
         );
         let before = server.metrics().await.ok();
+        let usage = Usage::start(&server);
         let run = cold::run(&server.base, cfg, &nonce()).await;
+        let usage = usage.json(&server, "sample", (cfg.rooms + cfg.warm) as f64);
         let after = server.metrics().await.ok();
         server.stop().await;
         let mut v = run?.json();
+        merge(&mut v, usage);
         if let (Some(a), Some(b)) = (after, before) {
             let d = |k: &str| a.get(k).zip(b.get(k)).map(|(x, y)| x - y);
             merge(
@@ -552,6 +603,7 @@ async fn cold_scenario(
 
 async fn durable_scenario(
     paths: &Paths,
+    lodge: &LodgeOpts,
     kinds: &[Kind],
     url: Option<&str>,
     cfg: &durable::DurableCfg,
@@ -562,7 +614,7 @@ async fn durable_scenario(
     let mut results = Map::new();
     let mut rates = Vec::new();
     for &kind in kinds {
-        let server = start(kind, paths, &LodgeOpts::default(), url).await?;
+        let server = start(kind, paths, lodge, url).await?;
         note!(
             "durable writes: {} objects for {} s on {}",
             cfg.objects,
@@ -598,6 +650,7 @@ async fn durable_scenario(
 
 async fn hibernate_scenario(
     paths: &Paths,
+    lodge: &LodgeOpts,
     kinds: &[Kind],
     cfg: &hibernate::HibernateCfg,
 ) -> Result<Value> {
@@ -608,7 +661,7 @@ async fn hibernate_scenario(
         }
         let opts = LodgeOpts {
             idle_timeout_ms: cfg.idle_ms,
-            ..LodgeOpts::default()
+            ..lodge.clone()
         };
         let server = start(kind, paths, &opts, None).await?;
         note!(
@@ -645,8 +698,12 @@ async fn hibernate_scenario(
     Ok(line)
 }
 
-async fn hotswap_scenario(paths: &Paths, cfg: &hotswap::HotswapCfg) -> Result<Value> {
-    let server = start(Kind::Lodge, paths, &LodgeOpts::default(), None).await?;
+async fn hotswap_scenario(
+    paths: &Paths,
+    lodge: &LodgeOpts,
+    cfg: &hotswap::HotswapCfg,
+) -> Result<Value> {
+    let server = start(Kind::Lodge, paths, lodge, None).await?;
     note!(
         "hot swap: fan-out {}x{} at {}/s, deploy at {} s, rollback at {} s",
         cfg.fanout.rooms,

@@ -53,7 +53,12 @@ const HEARTBEAT: &str = r#"{"type":"heartbeat"}"#;
 const PONG: &str = r#"{"type":"pong"}"#;
 
 /// Serves until killed.
-pub async fn run(listen: SocketAddr, data_dir: PathBuf, fsync: bool) -> Result<()> {
+pub async fn run(
+    listen: SocketAddr,
+    data_dir: PathBuf,
+    fsync: bool,
+    read_buffer: usize,
+) -> Result<()> {
     let store = Store::open(&data_dir, fsync)?;
     let listener = TcpListener::bind(listen).await?;
     println!("native listening on http://{}", listener.local_addr()?);
@@ -61,6 +66,7 @@ pub async fn run(listen: SocketAddr, data_dir: PathBuf, fsync: bool) -> Result<(
         rooms: Mutex::new(HashMap::new()),
         store,
         sockets: AtomicU64::new(1),
+        read_buffer,
     });
     loop {
         let (tcp, _) = match listener.accept().await {
@@ -84,6 +90,8 @@ struct Server {
     rooms: Mutex<HashMap<String, mpsc::Sender<RoomEvent>>>,
     store: Store,
     sockets: AtomicU64,
+    /// WebSocket read buffer per connection, bytes.
+    read_buffer: usize,
 }
 
 impl Server {
@@ -116,6 +124,7 @@ async fn connection(server: Arc<Server>, tcp: TcpStream) -> Result<()> {
     }
     let mut target: Option<(String, String)> = None;
     let config = WebSocketConfig::default()
+        .read_buffer_size(server.read_buffer)
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES));
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {

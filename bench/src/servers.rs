@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::stats::round3;
+
 use anyhow::{Context, Result, anyhow, bail};
+use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
@@ -97,6 +100,10 @@ pub enum Kind {
     Native,
     /// The native baseline without fsync.
     NativeNoFsync,
+    /// The native baseline (fsync) with a 4 KiB WebSocket read buffer instead of
+    /// tungstenite's 128 KiB default: what the per-socket memory would be with that one
+    /// setting changed.
+    NativeSmallBuffer,
     /// A server someone else started (`--url`).
     External,
 }
@@ -107,6 +114,7 @@ impl Kind {
             Kind::Lodge => "lodge",
             Kind::Native => "native",
             Kind::NativeNoFsync => "native_nofsync",
+            Kind::NativeSmallBuffer => "native_4k_read_buffer",
             Kind::External => "external",
         }
     }
@@ -116,7 +124,10 @@ impl Kind {
             "lodge" => Kind::Lodge,
             "native" => Kind::Native,
             "native-nofsync" | "native_nofsync" => Kind::NativeNoFsync,
-            other => bail!("unknown target {other:?}: lodge, native or native-nofsync"),
+            "native-4k-read-buffer" | "native_4k_read_buffer" => Kind::NativeSmallBuffer,
+            other => bail!(
+                "unknown target {other:?}: lodge, native, native-nofsync or native-4k-read-buffer"
+            ),
         })
     }
 }
@@ -159,8 +170,9 @@ impl Server {
     ) -> Result<Server> {
         match kind {
             Kind::Lodge => Server::lodge(paths, lodge).await,
-            Kind::Native => Server::native(true).await,
-            Kind::NativeNoFsync => Server::native(false).await,
+            Kind::Native | Kind::NativeNoFsync | Kind::NativeSmallBuffer => {
+                Server::native(kind).await
+            }
             Kind::External => Ok(Server {
                 kind,
                 base: url
@@ -244,7 +256,7 @@ impl Server {
     }
 
     /// The native baseline, as a child process of this same binary.
-    pub async fn native(fsync: bool) -> Result<Server> {
+    pub async fn native(kind: Kind) -> Result<Server> {
         let dir = tempfile::Builder::new().prefix("native-bench-").tempdir()?;
         let exe = std::env::current_exe()?;
         let log = std::fs::File::create(dir.path().join("native.log"))?;
@@ -254,8 +266,14 @@ impl Server {
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(dir.path().join("data"));
-        if !fsync {
-            cmd.arg("--no-fsync");
+        match kind {
+            Kind::NativeNoFsync => {
+                cmd.arg("--no-fsync");
+            }
+            Kind::NativeSmallBuffer => {
+                cmd.arg("--read-buffer-kib").arg("4");
+            }
+            _ => {}
         }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -264,11 +282,7 @@ impl Server {
         let mut child = cmd.spawn().context("starting the native baseline")?;
         let (base, _) = read_addrs(&mut child, "native listening on http://", None).await?;
         Ok(Server {
-            kind: if fsync {
-                Kind::Native
-            } else {
-                Kind::NativeNoFsync
-            },
+            kind,
             base: format!("http://{base}"),
             admin: None,
             token: None,
@@ -280,6 +294,19 @@ impl Server {
     /// The server process id (none for an external server).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().and_then(Child::id)
+    }
+
+    /// User + system CPU seconds the server process has used so far.
+    pub fn cpu_secs(&self) -> Option<f64> {
+        let pid = self.pid()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name: state is the first, utime the 12th, stime the 13th.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: f64 =
+            fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        Some(ticks / hz)
     }
 
     /// VmRSS of the server process, in KiB.
@@ -433,6 +460,66 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
         raw = &raw[(end + 2).min(raw.len())..];
     }
     out
+}
+
+/// What a target run cost: server and load-generator CPU, and how busy the machine was
+/// (it is shared: the load average is part of every figure).
+pub struct Usage {
+    server_cpu: Option<f64>,
+    own_cpu: f64,
+    load: Option<f64>,
+}
+
+impl Usage {
+    pub fn start(server: &Server) -> Usage {
+        Usage {
+            server_cpu: server.cpu_secs(),
+            own_cpu: own_cpu_secs(),
+            load: loadavg(),
+        }
+    }
+
+    /// Server CPU seconds since `start`.
+    pub fn server_cpu(&self, server: &Server) -> Option<f64> {
+        server.cpu_secs().zip(self.server_cpu).map(|(b, a)| b - a)
+    }
+
+    /// The usage figures, with server CPU µs per `unit` if `count` is given.
+    pub fn json(&self, server: &Server, unit: &str, count: f64) -> Value {
+        let cpu = self.server_cpu(server);
+        let mut v = json!({
+            "server_cpu_secs": cpu.map(round3),
+            "loadgen_cpu_secs": round3(own_cpu_secs() - self.own_cpu),
+            "loadavg_start": self.load,
+            "loadavg_end": loadavg(),
+        });
+        if count > 0.0 {
+            v[format!("server_cpu_us_per_{unit}")] = json!(cpu.map(|c| round3(c * 1e6 / count)));
+        }
+        v
+    }
+}
+
+/// The 1-minute load average: the machine is shared, so every figure carries it.
+pub fn loadavg() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// CPU seconds this process (the load generator) has used so far.
+pub fn own_cpu_secs() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes into the provided struct.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 /// Raises this process's open-file limit to the hard limit (children inherit it).

@@ -1,0 +1,55 @@
+//! Routing and object names: `server::routes::parse` and `object::validate_name` never
+//! panic, whatever they route is a valid object, and every valid name can be addressed
+//! (percent-encoded in a path, it routes back to itself).
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use lodge::object::{MAX_NAME_BYTES, ObjectRef, validate_name};
+use lodge::server::routes::{RouteError, parse};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+
+    // The input as a name.
+    if validate_name(text).is_ok() {
+        assert!(!text.is_empty() && text.len() <= MAX_NAME_BYTES);
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+        assert!(!text.contains('/') && !text.contains('\\'), "{text:?}");
+        assert!(!text.contains(".."), "{text:?}");
+        let encoded = utf8_percent_encode(text, NON_ALPHANUMERIC).to_string();
+        let path = format!("/c/{encoded}/rest/of");
+        let route = parse(&path).unwrap_or_else(|e| panic!("{path:?}: {e:?}"));
+        assert_eq!(
+            (route.class, route.name.as_str(), route.rest.as_str()),
+            ("c", text, "/rest/of")
+        );
+        // Written as is (when it has no '%' to decode), it routes the same.
+        if !text.contains('%') && !text.contains('?') && !text.contains('#') {
+            let path = format!("/c/{text}");
+            let route = parse(&path).expect("a plain valid name routes");
+            assert_eq!((route.name.as_str(), route.rest.as_str()), (text, "/"));
+        }
+        let object = ObjectRef::new("c", text).expect("a valid name names an object");
+        assert_eq!(&*object.name, text);
+    }
+
+    // The input as a path.
+    match parse(text) {
+        Ok(route) => {
+            assert!(validate_name(&route.name).is_ok(), "{route:?}");
+            assert!(ObjectRef::new(route.class, &route.name).is_ok());
+            assert!(!route.class.contains('/'), "{route:?}");
+            assert!(route.rest.starts_with('/'), "{route:?}");
+            let trimmed = text.strip_prefix('/').unwrap_or(text);
+            assert!(trimmed.starts_with(route.class), "{text:?} {route:?}");
+            assert!(route.rest == "/" || text.ends_with(&route.rest), "{route:?}");
+        }
+        Err(RouteError::Root) => assert!(text.is_empty() || text == "/", "{text:?}"),
+        Err(RouteError::NoName(class)) => assert!(!class.contains('/'), "{text:?}"),
+        Err(RouteError::BadName(_)) => {}
+    }
+});
