@@ -40,8 +40,9 @@ for target in "${targets[@]}"; do
     log="$(mktemp)"
     # One process (one core); the corpus grows in fuzz/corpus/ (not versioned), the seeds
     # in fuzz/seeds/ are read only.
-    if cargo +nightly fuzz run "$target" "corpus/$target" "seeds/$target" -- "${args[@]}" \
-        >"$log" 2>&1; then
+    corpora=("corpus/$target")
+    [[ -d "seeds/$target" ]] && corpora+=("seeds/$target")
+    if cargo +nightly fuzz run "$target" "${corpora[@]}" -- "${args[@]}" >"$log" 2>&1; then
         grep -E '^stat::number_of_executed_units|^Done [0-9]+ runs' "$log" | sed "s/^/  /"
     else
         tail -n 40 "$log"

@@ -46,7 +46,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(route.rest.starts_with('/'), "{route:?}");
             let trimmed = text.strip_prefix('/').unwrap_or(text);
             assert!(trimmed.starts_with(route.class), "{text:?} {route:?}");
-            assert!(route.rest == "/" || text.ends_with(&route.rest), "{route:?}");
+            assert!(
+                route.rest == "/" || text.ends_with(&route.rest),
+                "{route:?}"
+            );
         }
         Err(RouteError::Root) => assert!(text.is_empty() || text == "/", "{text:?}"),
         Err(RouteError::NoName(class)) => assert!(!class.contains('/'), "{text:?}"),

@@ -98,14 +98,24 @@ fuzz_target!(|data: &[u8]| {
 
     let whole = run(limit, &[stream]);
     let split = run(limit, &pieces);
-    assert_eq!(whole.failed, split.failed, "cut into {} pieces", pieces.len());
+    assert_eq!(
+        whole.failed,
+        split.failed,
+        "cut into {} pieces",
+        pieces.len()
+    );
     if whole.failed {
         // Fed in pieces, what came out before the error is a prefix of the whole stream's
         // events without a limit.
         let unlimited = run(None, &[stream]);
         assert!(unlimited.events.starts_with(&split.events));
     } else {
-        assert_eq!(whole.events, split.events, "cut into {} pieces", pieces.len());
+        assert_eq!(
+            whole.events,
+            split.events,
+            "cut into {} pieces",
+            pieces.len()
+        );
         assert_eq!(whole.retry_ms, split.retry_ms);
     }
     if flags & 0x10 != 0 {
