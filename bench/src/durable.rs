@@ -41,6 +41,13 @@ pub struct FsyncProbe {
 }
 
 impl FsyncProbe {
+    pub fn mean(&self, other: &FsyncProbe) -> FsyncProbe {
+        FsyncProbe {
+            fdatasync_per_s: (self.fdatasync_per_s + other.fdatasync_per_s) / 2.0,
+            redb_commits_per_s: (self.redb_commits_per_s + other.redb_commits_per_s) / 2.0,
+        }
+    }
+
     pub fn json(&self) -> Value {
         json!({
             "fdatasync_per_s": round3(self.fdatasync_per_s),

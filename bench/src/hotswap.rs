@@ -53,6 +53,20 @@ pub fn variant(component: &[u8], label: &str) -> Vec<u8> {
     out
 }
 
+/// Events that failed, from either form of lodge's metrics (one counter, or
+/// `lodge_events_total{kind=...,outcome="failed"}` per kind).
+fn failures(m: &std::collections::HashMap<String, f64>) -> Option<f64> {
+    if let Some(v) = m.get("lodge_event_failures_total") {
+        return Some(*v);
+    }
+    let failed: Vec<f64> = m
+        .iter()
+        .filter(|(k, _)| k.starts_with("lodge_events_total{") && k.contains("outcome=\"failed\""))
+        .map(|(_, v)| *v)
+        .collect();
+    (!failed.is_empty()).then(|| failed.iter().sum())
+}
+
 /// One admin action during the run.
 #[derive(Default)]
 struct Action {
@@ -123,7 +137,7 @@ pub async fn run(server: &Server, chat_wasm: &Path, cfg: &HotswapCfg) -> Result<
         "rollback": rollback.json(),
         "current_version_after": versions.get("current").cloned().unwrap_or(Value::Null),
         "activations": delta("lodge_activations_total"),
-        "event_failures": delta("lodge_event_failures_total"),
+        "event_failures": failures(&after).zip(failures(&before)).map(|(a, b)| a - b),
         "latency_before_swap": before_swap.json(),
         "latency_after_deploy": after_deploy.json(),
         "latency_after_rollback": after_rollback.json(),
