@@ -18,23 +18,28 @@ pub struct ColdCfg {
     pub warm: usize,
     /// Clients doing samples at once.
     pub parallel: usize,
+    /// Cold rooms from this index on need a live-instance slot that only an LRU eviction
+    /// frees (lodge's `max_live_objects` minus the warm room); reported separately.
+    pub cap: Option<usize>,
 }
 
 impl ColdCfg {
     pub fn json(&self) -> Value {
-        json!({ "cold_rooms": self.rooms, "warm_samples": self.warm, "parallel": self.parallel })
+        json!({ "cold_rooms": self.rooms, "warm_samples": self.warm, "parallel": self.parallel, "lodge_max_live_objects_minus_warm_room": self.cap })
     }
 }
 
 /// One join + first message, in µs.
 struct Sample {
     warm: bool,
+    /// The cold room's index.
+    index: usize,
     join_us: u64,
     message_us: u64,
     total_us: u64,
 }
 
-async fn sample(base: &str, room: &str, name: &str, warm: bool) -> Result<Sample> {
+async fn sample(base: &str, room: &str, name: &str, warm: bool, index: usize) -> Result<Sample> {
     let start = Instant::now();
     let mut ws = client::join(base, room, name).await?;
     let joined = Instant::now();
@@ -52,6 +57,7 @@ async fn sample(base: &str, room: &str, name: &str, warm: bool) -> Result<Sample
     });
     Ok(Sample {
         warm,
+        index,
         join_us: (joined - start).as_micros() as u64,
         message_us: (done - joined).as_micros() as u64,
         total_us: (done - start).as_micros() as u64,
@@ -60,6 +66,9 @@ async fn sample(base: &str, room: &str, name: &str, warm: bool) -> Result<Sample
 
 pub struct ColdRun {
     pub cold_total: Summary,
+    /// Cold rooms activated while live-instance slots were free / only after an eviction.
+    pub cold_below_cap: Option<Summary>,
+    pub cold_above_cap: Option<Summary>,
     pub cold_join: Summary,
     pub cold_message: Summary,
     pub warm_total: Summary,
@@ -73,6 +82,8 @@ impl ColdRun {
     pub fn json(&self) -> Value {
         json!({
             "cold_first_message": self.cold_total.json(),
+            "cold_first_message_below_cap": self.cold_below_cap.map(|s| s.json()),
+            "cold_first_message_above_cap": self.cold_above_cap.map(|s| s.json()),
             "cold_join": self.cold_join.json(),
             "cold_message_after_join": self.cold_message.json(),
             "warm_first_message": self.warm_total.json(),
@@ -80,6 +91,8 @@ impl ColdRun {
             "warm_message_after_join": self.warm_message.json(),
             "cold_over_warm_p50": crate::stats::ratio(self.cold_total.p50_ms, self.warm_total.p50_ms),
             "cold_over_warm_p99": crate::stats::ratio(self.cold_total.p99_ms, self.warm_total.p99_ms),
+            "cold_below_cap_over_warm_p50": self.cold_below_cap.map(|c| crate::stats::ratio(c.p50_ms, self.warm_total.p50_ms)),
+            "cold_above_cap_over_warm_p50": self.cold_above_cap.map(|c| crate::stats::ratio(c.p50_ms, self.warm_total.p50_ms)),
             "errors": self.errors,
             "secs": crate::stats::round3(self.secs),
         })
@@ -120,7 +133,7 @@ pub async fn run(base: &str, cfg: &ColdCfg, nonce: &str) -> Result<ColdRun> {
         } else {
             format!("cold-{nonce_s}-{i}")
         };
-        async move { Ok(sample(&base, &room, &format!("u{k}"), warm).await) }
+        async move { Ok(sample(&base, &room, &format!("u{k}"), warm, i).await) }
     })
     .await?;
     let secs = started.elapsed().as_secs_f64();
@@ -129,6 +142,7 @@ pub async fn run(base: &str, cfg: &ColdCfg, nonce: &str) -> Result<ColdRun> {
     let mut errors = 0;
     let (mut ct, mut cj, mut cm, mut wt, mut wj, mut wm) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut below, mut above) = (vec![], vec![]);
     for r in results {
         match r {
             Ok(s) if s.warm => {
@@ -137,6 +151,11 @@ pub async fn run(base: &str, cfg: &ColdCfg, nonce: &str) -> Result<ColdRun> {
                 wm.push(s.message_us);
             }
             Ok(s) => {
+                if cfg.cap.is_some_and(|cap| s.index >= cap) {
+                    above.push(s.total_us);
+                } else {
+                    below.push(s.total_us);
+                }
                 ct.push(s.total_us);
                 cj.push(s.join_us);
                 cm.push(s.message_us);
@@ -151,6 +170,8 @@ pub async fn run(base: &str, cfg: &ColdCfg, nonce: &str) -> Result<ColdRun> {
     }
     Ok(ColdRun {
         cold_total: Summary::of(&mut ct),
+        cold_below_cap: cfg.cap.map(|_| Summary::of(&mut below)),
+        cold_above_cap: cfg.cap.map(|_| Summary::of(&mut above)),
         cold_join: Summary::of(&mut cj),
         cold_message: Summary::of(&mut cm),
         warm_total: Summary::of(&mut wt),

@@ -130,6 +130,7 @@ pub async fn run(server: &Server, cfg: &HibernateCfg, nonce: &str) -> Result<Val
     wait_evicted(server, cfg.idle_ms).await?;
     drain(&mut second);
     let rss2 = rss()?;
+    let mappings = server.top_mappings(6);
     let live_after = live_objects(server).await;
 
     // Every socket is still open: a heartbeat gets its pong (from the host's
@@ -174,5 +175,6 @@ pub async fn run(server: &Server, cfg: &HibernateCfg, nonce: &str) -> Result<Val
         "live_objects_after_heartbeats": live_after_heartbeats,
         "pongs": pongs,
         "woke_on_message": woke,
+        "rss_by_mapping": mappings,
     }))
 }

@@ -209,7 +209,8 @@ impl Targets {
 }
 
 const ALL_TARGETS: &[Kind] = &[Kind::Native, Kind::NativeNoFsync, Kind::Lodge];
-const DURABLE_TARGETS: &[Kind] = &[Kind::Native, Kind::Lodge];
+const COLD_TARGETS: &[Kind] = &[Kind::Native, Kind::Lodge];
+const DURABLE_TARGETS: &[Kind] = &[Kind::Native, Kind::NativeSmallBuffer, Kind::Lodge];
 const HIBERNATE_TARGETS: &[Kind] = &[Kind::Native, Kind::NativeSmallBuffer, Kind::Lodge];
 
 fn main() -> Result<()> {
@@ -276,17 +277,18 @@ async fn run(command: Command) -> Result<()> {
             warm,
             parallel,
         } => {
-            let paths = common.paths(targets.needs_lodge(DURABLE_TARGETS))?;
+            let paths = common.paths(targets.needs_lodge(COLD_TARGETS))?;
             let cfg = cold::ColdCfg {
                 rooms,
                 warm,
                 parallel,
+                cap: Some(common.max_live as usize - 1),
             };
             emit(
                 &cold_scenario(
                     &paths,
                     &common.lodge(),
-                    &targets.kinds(DURABLE_TARGETS)?,
+                    &targets.kinds(COLD_TARGETS)?,
                     targets.url.as_deref(),
                     &cfg,
                 )
@@ -420,17 +422,24 @@ async fn all(common: &Common) -> Result<()> {
     let paths = common.paths(true)?;
     paths.check()?;
     emit(&machine());
-    let fanouts = [(1, 500, 20.0), (50, 20, 5.0)];
-    for (rooms, clients, rate) in fanouts {
-        let cfg = fanout_cfg(rooms, clients, rate, 5.0);
+    // Below saturation (latency comparable), then one room overloaded (the frames/s
+    // ceiling of server + load generator on this machine).
+    let fanouts = [
+        (1, 500, 40.0, 5.0),
+        (50, 20, 20.0, 5.0),
+        (1, 500, 400.0, 3.0),
+    ];
+    for (rooms, clients, rate, secs) in fanouts {
+        let cfg = fanout_cfg(rooms, clients, rate, secs);
         emit(&fanout_scenario(&paths, &common.lodge(), ALL_TARGETS, None, &cfg).await?);
     }
     let cold = cold::ColdCfg {
         rooms: 2000,
         warm: 500,
         parallel: 4,
+        cap: Some(common.max_live as usize - 1),
     };
-    emit(&cold_scenario(&paths, &common.lodge(), DURABLE_TARGETS, None, &cold).await?);
+    emit(&cold_scenario(&paths, &common.lodge(), COLD_TARGETS, None, &cold).await?);
     let durable = durable::DurableCfg {
         objects: 1000,
         secs: 5.0,
@@ -525,6 +534,13 @@ async fn fanout_scenario(
                     format!("lodge_p50_minus_{}_ms", base.name()),
                     json!(round3(p50 - bp50)),
                 );
+                let cpu = |k: Kind| results[k.name()]["server_cpu_us_per_frame"].as_f64();
+                if let (Some(l), Some(b)) = (cpu(Kind::Lodge), cpu(base)) {
+                    ratios.insert(
+                        format!("lodge_server_cpu_per_frame_over_{}", base.name()),
+                        ratio(l, b),
+                    );
+                }
             }
         }
     }
@@ -650,6 +666,13 @@ async fn durable_scenario(
             "results": results,
             "ratios": {
                 "lodge_events_per_s_over_native": match (find(Kind::Lodge), find(Kind::Native)) {
+                    (Some(l), Some(n)) => ratio(l, n),
+                    _ => Value::Null,
+                },
+                "lodge_server_cpu_per_event_over_native": match (
+                    results.get("lodge").and_then(|v| v["server_cpu_us_per_event"].as_f64()),
+                    results.get("native").and_then(|v| v["server_cpu_us_per_event"].as_f64()),
+                ) {
                     (Some(l), Some(n)) => ratio(l, n),
                     _ => Value::Null,
                 },

@@ -319,6 +319,51 @@ impl Server {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
+    /// Where the server's RSS lives (from /proc/PID/smaps): mappings grouped by size and
+    /// path, the `n` groups with the most resident memory (malloc arenas, wasmtime's
+    /// pooling-allocator slots, the binary, ...).
+    pub fn top_mappings(&self, n: usize) -> Value {
+        let Some(pid) = self.pid() else {
+            return Value::Null;
+        };
+        let Ok(smaps) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) else {
+            return Value::Null;
+        };
+        let mut maps: Vec<(u64, u64, String)> = Vec::new();
+        for line in smaps.lines() {
+            let mut parts = line.split_whitespace();
+            let first = parts.next().unwrap_or("");
+            if let Some((lo, hi)) = first.split_once('-')
+                && let (Ok(lo), Ok(hi)) = (u64::from_str_radix(lo, 16), u64::from_str_radix(hi, 16))
+            {
+                let path = parts.nth(4).unwrap_or("[anon]").to_string();
+                maps.push(((hi - lo) / 1024, 0, path));
+            } else if first == "Rss:"
+                && let Some(last) = maps.last_mut()
+            {
+                last.1 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            }
+        }
+        // Group same-sized mappings: wasmtime's pool shows up as many equal slots.
+        let mut groups: HashMap<(u64, String), (u64, u64)> = HashMap::new();
+        for (size, rss, path) in maps {
+            let g = groups.entry((size, path)).or_default();
+            g.0 += 1;
+            g.1 += rss;
+        }
+        let mut groups: Vec<_> = groups.into_iter().collect();
+        groups.sort_by(|a, b| b.1.1.cmp(&a.1.1));
+        groups.truncate(n);
+        Value::Array(
+            groups
+                .into_iter()
+                .map(|((size, path), (count, rss))| {
+                    json!({ "mappings": count, "size_kib_each": size, "rss_kib_total": rss, "path": path })
+                })
+                .collect(),
+        )
+    }
+
     /// The server's counters: lodge's admin `/metrics`, or the baseline's `/metrics`.
     pub async fn metrics(&self) -> Result<HashMap<String, f64>> {
         let (status, body) = match (self.kind, self.admin) {
@@ -355,6 +400,12 @@ impl Server {
     pub async fn stop(mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill().await;
+        }
+        // LODGE_BENCH_KEEP=1 keeps the data dir and the server's log for a look after.
+        if std::env::var_os("LODGE_BENCH_KEEP").is_some()
+            && let Some(dir) = self._dir.take()
+        {
+            crate::note!("kept {}", dir.keep().display());
         }
     }
 }
