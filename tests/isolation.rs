@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, anyhow, bail};
-use lodge_tests::{Host, HostConfig, Reply, WAIT, Ws, eventually, raw_http};
+use lodge_tests::{Host, HostConfig, WAIT, Ws, eventually, get, http, post, raw_http};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -26,46 +26,6 @@ use tokio::sync::mpsc;
 
 fn counter_host() -> HostConfig {
     HostConfig::new().class("counter", "counter")
-}
-
-/// Whether a request was refused by the actor-retirement race (a 503 "the host is
-/// shutting down" from a host that is not): see the ignored
-/// `an_object_that_just_went_idle_still_takes_the_next_request`. Such a request never
-/// ran, so sending it again is safe; the helpers below do, so that the other tests
-/// check what they are about. Remove once the race is fixed.
-fn retire_race(status: u16, body: &str) -> bool {
-    status == 503 && body.contains("the host is shutting down")
-}
-
-/// `lodge_tests::http`, sent again when it lost the retirement race.
-async fn http(method: &str, url: &str, body: &str) -> Result<Reply> {
-    for _ in 0..50 {
-        let r = lodge_tests::http(method, url, body).await?;
-        if !retire_race(r.status, &r.body) {
-            return Ok(r);
-        }
-    }
-    bail!("{method} {url}: refused 50 times")
-}
-
-async fn get(url: &str) -> Result<Reply> {
-    http("GET", url, "").await
-}
-
-async fn post(url: &str, body: &str) -> Result<Reply> {
-    http("POST", url, body).await
-}
-
-/// `Ws::connect`, tried again when the upgrade lost the retirement race.
-async fn ws_connect(url: &str) -> Result<Ws> {
-    for _ in 0..50 {
-        match Ws::connect(url).await {
-            Ok(ws) => return Ok(ws),
-            Err(e) if format!("{e:#}").contains("503") => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    bail!("{url}: refused 50 times")
 }
 
 async fn count(host: &Host, name: &str) -> i64 {
@@ -354,22 +314,14 @@ fn parse_server_frame(buf: &[u8]) -> Result<Option<(RawFrame, usize)>> {
     Ok(Some((frame, at)))
 }
 
-/// A raw WebSocket (with a small receive buffer if asked), tried again when the upgrade
-/// lost the retirement race (see [`retire_race`]).
+/// A raw WebSocket, with a small receive buffer if asked.
 async fn raw_connect(host: &Host, path: &str, small_buffer: bool) -> RawWs {
-    for _ in 0..50 {
-        let ws = if small_buffer {
-            RawWs::connect_small_buffer(host.addr, path).await
-        } else {
-            RawWs::connect(host.addr, path).await
-        };
-        match ws {
-            Ok(ws) => return ws,
-            Err(e) if e.to_string().contains("HTTP/1.1 503") => continue,
-            Err(e) => panic!("{path}: {e:#}"),
-        }
-    }
-    panic!("{path}: refused 50 times")
+    let ws = if small_buffer {
+        RawWs::connect_small_buffer(host.addr, path).await
+    } else {
+        RawWs::connect(host.addr, path).await
+    };
+    ws.unwrap_or_else(|e| panic!("{path}: {e:#}"))
 }
 
 /// A raw WebSocket to a counter that got past its hello frame.
@@ -395,9 +347,8 @@ async fn storage_quota_and_size_limits_refuse_writes_and_a_panicking_writer_roll
     let big = "x".repeat(3000);
     let half = "y".repeat(1500);
     assert_eq!(increment(&host, "neighbour").await, 1);
-    // An open socket keeps the object's actor around across the traps below (see
-    // `an_object_that_just_went_idle_still_takes_the_next_request` for why that matters).
-    let mut q_socket = ws_connect(&host.ws_url("/counter/q/ws?name=keep"))
+    // A socket on the object that will trap: it must live through the traps.
+    let mut q_socket = Ws::connect(&host.ws_url("/counter/q/ws?name=keep"))
         .await
         .unwrap();
     q_socket.recv_type("hello").await.unwrap();
@@ -442,6 +393,8 @@ async fn storage_quota_and_size_limits_refuse_writes_and_a_panicking_writer_roll
     assert_eq!(count(&host, "q").await, 1);
 
     // The usage is durable: after a restart the quota still counts what is stored.
+    q_socket.send("echo alive").await.unwrap();
+    assert_eq!(q_socket.recv().await.unwrap(), "alive");
     drop(q_socket);
     host.restart().await.unwrap();
     let (status, body) = put_kv(&host, "q", "kv", "d", &big).await;
@@ -453,7 +406,7 @@ async fn storage_quota_and_size_limits_refuse_writes_and_a_panicking_writer_roll
         json!([["kv:a", "tiny"], ["kv:b", half], ["kv:c", "small"]])
     );
 
-    let mut keys_socket = ws_connect(&host.ws_url("/counter/keys/ws?name=keep"))
+    let mut keys_socket = Ws::connect(&host.ws_url("/counter/keys/ws?name=keep"))
         .await
         .unwrap();
     keys_socket.recv_type("hello").await.unwrap();
@@ -533,7 +486,7 @@ async fn a_slow_websocket_reader_is_cut_off_with_1008_while_others_keep_receivin
         .start()
         .await
         .unwrap();
-    let mut good = ws_connect(&host.ws_url("/counter/fan/ws?name=good"))
+    let mut good = Ws::connect(&host.ws_url("/counter/fan/ws?name=good"))
         .await
         .unwrap();
     good.recv_type("hello").await.unwrap();
@@ -600,7 +553,7 @@ async fn a_cut_off_reader_that_never_reads_again_is_let_go() {
         .start()
         .await
         .unwrap();
-    let mut good = ws_connect(&host.ws_url("/counter/fan/ws?name=good"))
+    let mut good = Ws::connect(&host.ws_url("/counter/fan/ws?name=good"))
         .await
         .unwrap();
     good.recv_type("hello").await.unwrap();
@@ -609,7 +562,7 @@ async fn a_cut_off_reader_that_never_reads_again_is_let_go() {
     // Without the slow client reading a byte, the object learns the socket is gone and
     // its slot is free for another client.
     assert_eq!(wait_for_close(&host, "fan", "slow").await, 1008);
-    let mut next = ws_connect(&host.ws_url("/counter/fan/ws?name=next"))
+    let mut next = Ws::connect(&host.ws_url("/counter/fan/ws?name=next"))
         .await
         .unwrap();
     next.recv_type("hello").await.unwrap();
@@ -623,7 +576,7 @@ async fn an_overloaded_object_answers_503_while_another_answers_normally() {
         .await
         .unwrap();
     // A socket connected before the flood: its frames wait for room, never refused.
-    let mut ws = ws_connect(&host.ws_url("/counter/busy/ws?name=w"))
+    let mut ws = Ws::connect(&host.ws_url("/counter/busy/ws?name=w"))
         .await
         .unwrap();
     ws.recv_type("hello").await.unwrap();
@@ -769,7 +722,7 @@ async fn a_client_that_never_sends_its_request_is_dropped_after_the_header_timeo
     for i in 1..=5 {
         assert_eq!(increment(&host, "healthy").await, i);
     }
-    let mut ws = ws_connect(&host.ws_url("/counter/healthy/ws?name=w"))
+    let mut ws = Ws::connect(&host.ws_url("/counter/healthy/ws?name=w"))
         .await
         .unwrap();
     ws.recv_type("hello").await.unwrap();
@@ -803,11 +756,11 @@ async fn an_object_has_at_most_max_sockets() {
         .start()
         .await
         .unwrap();
-    let mut a = ws_connect(&host.ws_url("/counter/full/ws?name=a"))
+    let mut a = Ws::connect(&host.ws_url("/counter/full/ws?name=a"))
         .await
         .unwrap();
     a.recv_type("hello").await.unwrap();
-    let mut b = ws_connect(&host.ws_url("/counter/full/ws?name=b"))
+    let mut b = Ws::connect(&host.ws_url("/counter/full/ws?name=b"))
         .await
         .unwrap();
     b.recv_type("hello").await.unwrap();
@@ -821,14 +774,14 @@ async fn an_object_has_at_most_max_sockets() {
         "{body}"
     );
     // Another object has its own allowance.
-    let mut other = ws_connect(&host.ws_url("/counter/roomy/ws?name=c"))
+    let mut other = Ws::connect(&host.ws_url("/counter/roomy/ws?name=c"))
         .await
         .unwrap();
     other.recv_type("hello").await.unwrap();
     // Once a socket's close has reached the object, its slot is free again.
     a.close(1000).await.unwrap();
     wait_for_close(&host, "full", "a").await;
-    let mut c = ws_connect(&host.ws_url("/counter/full/ws?name=c"))
+    let mut c = Ws::connect(&host.ws_url("/counter/full/ws?name=c"))
         .await
         .unwrap();
     c.recv_type("hello").await.unwrap();
@@ -887,7 +840,7 @@ async fn ws_writer(
     attempts: Attempts,
     tick: mpsc::UnboundedSender<()>,
 ) {
-    let Ok(mut ws) = ws_connect(&url).await else {
+    let Ok(mut ws) = Ws::connect(&url).await else {
         return;
     };
     if ws.recv_type("hello").await.is_err() {
@@ -1309,7 +1262,7 @@ async fn bad_upgrades_and_hostile_names_are_refused_with_json() {
     assert!(r.body.contains("257 bytes"), "{}", r.body);
 
     // None of it disturbed a real socket.
-    let mut ws = ws_connect(&host.ws_url("/counter/u/ws?name=ok"))
+    let mut ws = Ws::connect(&host.ws_url("/counter/u/ws?name=ok"))
         .await
         .unwrap();
     ws.recv_type("hello").await.unwrap();
@@ -1329,22 +1282,20 @@ async fn an_object_that_just_went_idle_still_takes_the_next_request() {
             let mut failures = Vec::new();
             for i in 0..150 {
                 // A fresh object: its actor starts with an empty mailbox.
-                let r = lodge_tests::get(&format!("{base}/counter/fresh-{t}-{i}/"))
+                let r = get(&format!("{base}/counter/fresh-{t}-{i}/"))
                     .await
                     .unwrap();
                 if r.status != 200 {
                     failures.push(format!("fresh-{t}-{i}: {} {}", r.status, r.body));
                 }
                 // A trap drops the instance: the actor may retire right after it.
-                let r = lodge_tests::post(&format!("{base}/counter/trap-{t}/trap"), "")
+                let r = post(&format!("{base}/counter/trap-{t}/trap"), "")
                     .await
                     .unwrap();
                 if r.status != 500 {
                     failures.push(format!("trap-{t} trap #{i}: {} {}", r.status, r.body));
                 }
-                let r = lodge_tests::get(&format!("{base}/counter/trap-{t}/"))
-                    .await
-                    .unwrap();
+                let r = get(&format!("{base}/counter/trap-{t}/")).await.unwrap();
                 if r.status != 200 {
                     failures.push(format!("trap-{t} #{i}: {} {}", r.status, r.body));
                 }
