@@ -44,6 +44,9 @@ enum Command {
     All {
         #[command(flatten)]
         common: Common,
+        /// Fan-out rounds per target (interleaved; ratios compare medians).
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
     },
     /// Run the native baseline chat server until killed.
     Native {
@@ -73,6 +76,9 @@ enum Command {
         rate: f64,
         #[arg(long, default_value_t = 5.0)]
         secs: f64,
+        /// Rounds over all targets, interleaved; ratios compare the medians.
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
     },
     /// First-message latency in fresh rooms (activation included) vs a warm room.
     Cold {
@@ -247,7 +253,7 @@ fn nonce() -> String {
 async fn run(command: Command) -> Result<()> {
     match command {
         Command::Native { .. } => unreachable!("handled in main"),
-        Command::All { common } => all(&common).await,
+        Command::All { common, repeat } => all(&common, repeat).await,
         Command::Fanout {
             common,
             targets,
@@ -255,6 +261,7 @@ async fn run(command: Command) -> Result<()> {
             clients,
             rate,
             secs,
+            repeat,
         } => {
             let paths = common.paths(targets.needs_lodge(ALL_TARGETS))?;
             let cfg = fanout_cfg(rooms, clients, rate, secs);
@@ -265,6 +272,7 @@ async fn run(command: Command) -> Result<()> {
                     &targets.kinds(ALL_TARGETS)?,
                     targets.url.as_deref(),
                     &cfg,
+                    repeat,
                 )
                 .await?,
             );
@@ -418,7 +426,7 @@ fn machine() -> Value {
     })
 }
 
-async fn all(common: &Common) -> Result<()> {
+async fn all(common: &Common, repeat: usize) -> Result<()> {
     let paths = common.paths(true)?;
     paths.check()?;
     emit(&machine());
@@ -431,7 +439,7 @@ async fn all(common: &Common) -> Result<()> {
     ];
     for (rooms, clients, rate, secs) in fanouts {
         let cfg = fanout_cfg(rooms, clients, rate, secs);
-        emit(&fanout_scenario(&paths, &common.lodge(), ALL_TARGETS, None, &cfg).await?);
+        emit(&fanout_scenario(&paths, &common.lodge(), ALL_TARGETS, None, &cfg, repeat).await?);
     }
     let cold = cold::ColdCfg {
         rooms: 2000,
@@ -468,83 +476,150 @@ async fn start(kind: Kind, paths: &Paths, lodge: &LodgeOpts, url: Option<&str>) 
     Server::start(kind, paths, lodge, url).await
 }
 
+/// The figures of one fan-out run that the ratios are built from.
+#[derive(Clone, Copy)]
+struct FanoutFigures {
+    fps: f64,
+    p50: f64,
+    p99: f64,
+    cpu_per_frame: Option<f64>,
+}
+
+/// The median of some values (the upper one of the middle two).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Runs fan-out on every target, `repeat` rounds interleaved (native, native without
+/// fsync, lodge, native, ...) so that a busy spell of this shared machine does not land
+/// on one target only. Each target reports its run with the median p99 and every round's
+/// figures; the ratios compare medians.
 async fn fanout_scenario(
     paths: &Paths,
     lodge: &LodgeOpts,
     kinds: &[Kind],
     url: Option<&str>,
     cfg: &fanout::FanoutCfg,
+    repeat: usize,
 ) -> Result<Value> {
+    let mut rounds: Vec<(Kind, FanoutFigures, Value)> = Vec::new();
+    for round in 0..repeat.max(1) {
+        for &kind in kinds {
+            let server = start(kind, paths, lodge, url).await?;
+            note!(
+                "fan-out {}x{} at {}/s per room for {} s on {} (round {})",
+                cfg.rooms,
+                cfg.clients,
+                cfg.rate,
+                cfg.secs,
+                kind.name(),
+                round + 1
+            );
+            let mut c = cfg.clone();
+            c.prefix = format!("{}-{}-{round}", cfg.prefix, kind.name());
+            let (tx, rx) = oneshot::channel();
+            let base = server.base.clone();
+            let task = tokio::spawn(async move { fanout::run(&base, &c, Some(tx)).await });
+            // CPU is counted from the first scheduled send: the join storm is not charged.
+            let usage = rx.await.ok().map(|_| Usage::start(&server));
+            let run = task.await?;
+            let usage = usage.map(|u| {
+                let frames = run.as_ref().map_or(0.0, |r| r.received as f64);
+                u.json(&server, "frame", frames)
+            });
+            let rss = server.rss_kib();
+            server.stop().await;
+            let mut run = run?;
+            // The server is gone: closing the clients now costs it nothing.
+            drop(std::mem::take(&mut run.open));
+            let mut v = run.json();
+            merge(&mut v, json!({ "server_rss_kib_end": rss }));
+            if let Some(u) = usage {
+                merge(&mut v, u);
+            }
+            let latency = run.latency();
+            let figures = FanoutFigures {
+                fps: run.frames_per_s(),
+                p50: latency.p50_ms,
+                p99: latency.p99_ms,
+                cpu_per_frame: v["server_cpu_us_per_frame"].as_f64(),
+            };
+            rounds.push((kind, figures, v));
+        }
+    }
     let mut results = Map::new();
-    let mut runs = Vec::new();
+    let mut medians: Vec<(Kind, FanoutFigures)> = Vec::new();
     for &kind in kinds {
-        let server = start(kind, paths, lodge, url).await?;
-        note!(
-            "fan-out {}x{} at {}/s per room for {} s on {}",
-            cfg.rooms,
-            cfg.clients,
-            cfg.rate,
-            cfg.secs,
-            kind.name()
-        );
-        let mut c = cfg.clone();
-        c.prefix = format!("{}-{}", cfg.prefix, kind.name());
-        let (tx, rx) = oneshot::channel();
-        let base = server.base.clone();
-        let task = tokio::spawn(async move { fanout::run(&base, &c, Some(tx)).await });
-        // CPU is counted from the first scheduled send: the join storm is not charged.
-        let usage = rx.await.ok().map(|_| Usage::start(&server));
-        let run = task.await?;
-        let usage = usage.map(|u| {
-            let frames = run.as_ref().map_or(0.0, |r| r.received as f64);
-            u.json(&server, "frame", frames)
-        });
-        let rss = server.rss_kib();
-        server.stop().await;
-        let mut run = run?;
-        // The server is gone: closing the clients now costs it nothing.
-        drop(std::mem::take(&mut run.open));
-        let mut v = run.json();
-        merge(&mut v, json!({ "server_rss_kib_end": rss }));
-        if let Some(u) = usage {
-            merge(&mut v, u);
+        let mine: Vec<&(Kind, FanoutFigures, Value)> =
+            rounds.iter().filter(|r| r.0 == kind).collect();
+        let m = FanoutFigures {
+            fps: median(mine.iter().map(|r| r.1.fps).collect()),
+            p50: median(mine.iter().map(|r| r.1.p50).collect()),
+            p99: median(mine.iter().map(|r| r.1.p99).collect()),
+            cpu_per_frame: mine
+                .iter()
+                .map(|r| r.1.cpu_per_frame)
+                .collect::<Option<Vec<f64>>>()
+                .map(median),
+        };
+        let representative = mine
+            .iter()
+            .min_by(|a, b| (a.1.p99 - m.p99).abs().total_cmp(&(b.1.p99 - m.p99).abs()))
+            .map(|r| r.2.clone())
+            .unwrap_or(Value::Null);
+        let mut v = representative;
+        if mine.len() > 1 {
+            merge(
+                &mut v,
+                json!({
+                    "rounds": mine.iter().map(|r| json!({
+                        "frames_per_s": round3(r.1.fps),
+                        "p50_ms": r.1.p50,
+                        "p99_ms": r.1.p99,
+                        "server_cpu_us_per_frame": r.1.cpu_per_frame,
+                        "loadavg_start": r.2["loadavg_start"],
+                    })).collect::<Vec<_>>(),
+                    "median": {
+                        "frames_per_s": round3(m.fps),
+                        "p50_ms": m.p50,
+                        "p99_ms": m.p99,
+                        "server_cpu_us_per_frame": m.cpu_per_frame,
+                    },
+                }),
+            );
         }
         results.insert(kind.name().into(), v);
-        runs.push((
-            kind,
-            run.frames_per_s(),
-            run.latency().p99_ms,
-            run.latency().p50_ms,
-        ));
+        medians.push((kind, m));
     }
     let mut ratios = Map::new();
-    let find = |k: Kind| runs.iter().find(|r| r.0 == k).copied();
-    if let Some((_, fps, p99, p50)) = find(Kind::Lodge) {
+    let find = |k: Kind| medians.iter().find(|r| r.0 == k).map(|r| r.1);
+    if let Some(l) = find(Kind::Lodge) {
         for base in [Kind::Native, Kind::NativeNoFsync] {
-            if let Some((_, bfps, bp99, bp50)) = find(base) {
+            if let Some(b) = find(base) {
+                let name = base.name();
                 ratios.insert(
-                    format!("lodge_frames_per_s_over_{}", base.name()),
-                    ratio(fps, bfps),
+                    format!("lodge_frames_per_s_over_{name}"),
+                    ratio(l.fps, b.fps),
                 );
                 ratios.insert(
-                    format!("lodge_p99_minus_{}_ms", base.name()),
-                    json!(round3(p99 - bp99)),
+                    format!("lodge_p99_minus_{name}_ms"),
+                    json!(round3(l.p99 - b.p99)),
                 );
                 ratios.insert(
-                    format!("lodge_p50_minus_{}_ms", base.name()),
-                    json!(round3(p50 - bp50)),
+                    format!("lodge_p50_minus_{name}_ms"),
+                    json!(round3(l.p50 - b.p50)),
                 );
-                let cpu = |k: Kind| results[k.name()]["server_cpu_us_per_frame"].as_f64();
-                if let (Some(l), Some(b)) = (cpu(Kind::Lodge), cpu(base)) {
+                if let (Some(lc), Some(bc)) = (l.cpu_per_frame, b.cpu_per_frame) {
                     ratios.insert(
-                        format!("lodge_server_cpu_per_frame_over_{}", base.name()),
-                        ratio(l, b),
+                        format!("lodge_server_cpu_per_frame_over_{name}"),
+                        ratio(lc, bc),
                     );
                 }
             }
         }
     }
-    let mut line = json!({ "scenario": "fanout" });
+    let mut line = json!({ "scenario": "fanout", "rounds": repeat.max(1) });
     merge(&mut line, cfg.json());
     merge(
         &mut line,
