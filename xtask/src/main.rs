@@ -102,12 +102,13 @@ fn test() -> Result<(), String> {
     fuzz_smoke(&root)
 }
 
-/// A short run of every fuzz target (fuzz/smoke.sh). It needs the nightly toolchain;
-/// cargo-fuzz is installed from crates.io when nightly is there and it is missing.
-/// `LODGE_SKIP_FUZZ=1` skips it.
+/// A short run of every fuzz target (fuzz/smoke.sh), with `LODGE_FUZZ=1`. It needs the
+/// nightly toolchain; cargo-fuzz is installed from crates.io when it is missing. Not on
+/// by default: the first sanitizer build of lodge and wasmtime took ~40 min on the 2-core
+/// machines CI runs on, which does not fit CI's 90 minutes next to the suites.
 fn fuzz_smoke(root: &Path) -> Result<(), String> {
-    if std::env::var_os("LODGE_SKIP_FUZZ").is_some() || !root.join("fuzz/smoke.sh").exists() {
-        eprintln!("xtask: fuzz smoke skipped (LODGE_SKIP_FUZZ, or no fuzz/smoke.sh)");
+    if std::env::var_os("LODGE_FUZZ").is_none() || !root.join("fuzz/smoke.sh").exists() {
+        eprintln!("xtask: fuzz smoke not run (set LODGE_FUZZ=1; see docs/fuzzing.md)");
         return Ok(());
     }
     let works = |args: &[&str]| {
