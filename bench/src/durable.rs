@@ -159,7 +159,7 @@ pub async fn run(server: &Server, cfg: &DurableCfg, nonce: &str) -> Result<Durab
     let sockets = client::for_each_parallel(cfg.objects, cfg.connect_parallel, |i| {
         let base = base.clone();
         let room = format!("durable-{nonce_s}-{i}");
-        async move { Ok(client::join(&base, &room, "writer").await?) }
+        async move { client::join(&base, &room, "writer").await }
     })
     .await?;
 

@@ -190,11 +190,11 @@ async fn receive(
                     break;
                 }
             }
-            Some("presence") if !is_settled => {
-                if client::presence_count(text.as_str()) >= room_size {
-                    is_settled = true;
-                    settled.fetch_add(1, Ordering::Relaxed);
-                }
+            Some("presence")
+                if !is_settled && client::presence_count(text.as_str()) >= room_size =>
+            {
+                is_settled = true;
+                settled.fetch_add(1, Ordering::Relaxed);
             }
             _ => {}
         }

@@ -48,7 +48,7 @@ async fn wait_evicted(server: &Server, idle_ms: u64) -> Result<f64> {
         tokio::time::sleep(Duration::from_millis(idle_ms)).await;
         loop {
             match live_objects(server).await {
-                Some(n) if n == 0.0 => break,
+                Some(0.0) => break,
                 _ if start.elapsed() > Duration::from_secs(60) => {
                     bail!("instances still live 60 s after the last event")
                 }
@@ -74,7 +74,7 @@ async fn open(
     client::for_each_parallel(count, parallel, move |i| {
         let room = format!("hib-{nonce}-{}", first_room + i % rooms);
         let base = base.clone();
-        async move { Ok(client::join(&base, &room, &format!("s{i}")).await?) }
+        async move { client::join(&base, &room, &format!("s{i}")).await }
     })
     .await
 }

@@ -127,6 +127,8 @@ async fn connection(server: Arc<Server>, tcp: TcpStream) -> Result<()> {
         .read_buffer_size(server.read_buffer)
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES));
+    // The handshake callback's signature is tungstenite's.
+    #[allow(clippy::result_large_err)]
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         match parse_target(req.uri().path(), req.uri().query().unwrap_or("")) {
             Ok(t) => {

@@ -352,7 +352,7 @@ impl Server {
             g.1 += rss;
         }
         let mut groups: Vec<_> = groups.into_iter().collect();
-        groups.sort_by(|a, b| b.1.1.cmp(&a.1.1));
+        groups.sort_by_key(|g| std::cmp::Reverse(g.1.1));
         groups.truncate(n);
         Value::Array(
             groups
