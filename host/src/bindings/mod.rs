@@ -31,7 +31,7 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::lodge::object::events::{AiEvent, ConnectOutcome};
-pub use lodge::object::types::{Header, Message, Request, Response};
+pub use self::lodge::object::types::{Header, Message, Request, Response};
 
 /// What an object's instances share across events and evictions.
 pub struct ObjectContext {
@@ -128,7 +128,7 @@ impl WasiView for HostState {
     }
 }
 
-impl lodge::object::types::Host for HostState {}
+impl self::lodge::object::types::Host for HostState {}
 
 /// The linker every class is instantiated with: our imports plus the WASI interfaces a
 /// guest may use (clocks, random, stdio and the I/O streams they need).
