@@ -30,8 +30,8 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use exports::lodge::object::events::{AiEvent, ConnectOutcome};
 pub use self::lodge::object::types::{Header, Message, Request, Response};
+pub use exports::lodge::object::events::{AiEvent, ConnectOutcome};
 
 /// What an object's instances share across events and evictions.
 pub struct ObjectContext {
