@@ -159,6 +159,12 @@ async fn bad_components_are_refused_and_the_old_version_keeps_serving() {
             "not a valid WebAssembly component",
         ),
         (
+            // The smallest valid component: it exports nothing of our world.
+            "another world",
+            b"\0asm\x0d\0\x01\0".to_vec(),
+            "does not fit the lodge:object/object-class world",
+        ),
+        (
             "filesystem imports",
             std::fs::read(guest_variant("counter", "fs")).unwrap(),
             "wasi:filesystem",
