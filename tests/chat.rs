@@ -1087,3 +1087,24 @@ async fn the_page_works_in_headless_chromium() {
     );
     assert_eq!(fake.requests().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_providers_token_usage_shows_in_the_metrics() {
+    let fake = FakeAi::start().await;
+    let host = chat_with_ai(&fake).start().await.unwrap();
+    let mut alice = join(&host, "tokens", "alice").await.ws;
+    say(&mut alice, "@ai count my tokens").await;
+    message(&mut alice, 1, "alice", "@ai count my tokens").await;
+    let (_, done) = ai_outcome(&mut alice).await;
+    assert_eq!(done["type"], "ai_response", "{done}");
+    let metrics = host.admin("GET", "/metrics", vec![]).await.unwrap().body;
+    let value = |series: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in {metrics}"))
+    };
+    // The fake reports 10 prompt tokens per message (system prompt + the question).
+    assert_eq!(value("lodge_ai_tokens_total{kind=\"prompt\"} "), 20);
+    assert!(value("lodge_ai_tokens_total{kind=\"completion\"} ") > 0);
+}

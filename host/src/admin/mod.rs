@@ -485,6 +485,19 @@ fn metrics(admin: &Admin) -> HttpResponse {
             load(&admin.deploys),
         ),
     ];
+    let (prompt_tokens, completion_tokens) = rt.ai_tokens();
+    header(
+        &mut out,
+        "lodge_ai_tokens_total",
+        "counter",
+        "Tokens the AI provider reported, by kind.",
+    );
+    out.push_str(&format!(
+        "lodge_ai_tokens_total{{kind=\"prompt\"}} {prompt_tokens}\n"
+    ));
+    out.push_str(&format!(
+        "lodge_ai_tokens_total{{kind=\"completion\"}} {completion_tokens}\n"
+    ));
     for (name, kind, help, value) in simple {
         header(&mut out, name, kind, help);
         out.push_str(&format!("{name} {value}\n"));

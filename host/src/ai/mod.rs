@@ -166,6 +166,14 @@ struct Inner {
     provider: Result<Arc<Provider>, String>,
     client: Option<reqwest::Client>,
     state: Mutex<State>,
+    tokens: Arc<TokenCounts>,
+}
+
+/// Tokens the provider reported (in its usage chunk) over all finished streams.
+#[derive(Debug, Default)]
+pub struct TokenCounts {
+    pub prompt: AtomicU64,
+    pub completion: AtomicU64,
 }
 
 #[derive(Default)]
@@ -265,6 +273,7 @@ impl AiService {
                 provider,
                 client,
                 state: Mutex::new(State::default()),
+                tokens: Arc::default(),
             }),
         }
     }
@@ -346,7 +355,9 @@ impl AiService {
             inner: Arc::clone(inner),
             shared: Arc::clone(&shared),
         };
-        let task = runtime.spawn(run_stream(client, provider, request, slot).instrument(span));
+        let task = runtime.spawn(
+            run_stream(client, provider, request, slot, self.inner.tokens.clone()).instrument(span),
+        );
         *lock(&shared.abort) = Some(task.abort_handle());
         if shared.cancelled.load(Ordering::Acquire) {
             task.abort(); // cancelled (by id) between spawning and storing the abort handle
@@ -360,6 +371,15 @@ impl AiService {
     /// Streams running on the whole host.
     pub fn streams_in_flight(&self) -> usize {
         lock(&self.inner.state).total
+    }
+
+    /// Prompt and completion tokens reported by the provider so far.
+    pub fn tokens(&self) -> (u64, u64) {
+        let t = &self.inner.tokens;
+        (
+            t.prompt.load(Ordering::Relaxed),
+            t.completion.load(Ordering::Relaxed),
+        )
     }
 
     /// Streams running for one object (while non-zero, the object must stay live).
@@ -543,6 +563,7 @@ async fn run_stream(
     provider: Arc<Provider>,
     request: CompletionRequest,
     slot: Slot,
+    tokens: Arc<TokenCounts>,
 ) {
     let shared = Arc::clone(&slot.shared);
     let started = tokio::time::Instant::now();
@@ -556,6 +577,12 @@ async fn run_stream(
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let last = match outcome {
         Outcome::Done { text, usage } => {
+            if let Some(u) = usage {
+                tokens.prompt.fetch_add(u.prompt_tokens, Ordering::Relaxed);
+                tokens
+                    .completion
+                    .fetch_add(u.completion_tokens, Ordering::Relaxed);
+            }
             tracing::info!(
                 elapsed_ms,
                 deltas,

@@ -261,6 +261,11 @@ impl Runtime {
         self.inner.ai.streams_in_flight()
     }
 
+    /// Prompt and completion tokens the AI provider reported so far.
+    pub fn ai_tokens(&self) -> (u64, u64) {
+        self.inner.ai.tokens()
+    }
+
     /// Live instances now.
     pub fn live_objects(&self) -> usize {
         self.inner.live.len()
