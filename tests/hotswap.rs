@@ -169,6 +169,12 @@ async fn bad_components_are_refused_and_the_old_version_keeps_serving() {
             std::fs::read(guest_variant("counter", "fs")).unwrap(),
             "wasi:filesystem",
         ),
+        (
+            // Its initialiser traps while the component is instantiated.
+            "a start function that traps",
+            std::fs::read(guest_variant("counter", "start-trap")).unwrap(),
+            "fails while starting: the guest trapped",
+        ),
     ];
     for (what, bytes, expected) in cases {
         let r = host

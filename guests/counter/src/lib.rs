@@ -204,3 +204,11 @@ impl Object for Counter {
 }
 
 lodge_sdk::export!(Counter);
+
+/// The reactor initialiser the component runs at instantiation: this variant traps in it,
+/// the way a class whose static setup fails would.
+#[cfg(feature = "start-trap")]
+#[unsafe(no_mangle)]
+pub extern "C" fn _initialize() {
+    core::arch::wasm32::unreachable()
+}

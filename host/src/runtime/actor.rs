@@ -679,7 +679,7 @@ impl Actor {
 }
 
 /// A short description of why the guest failed, for the client (the logs get all).
-fn trap_message(error: &wasmtime::Error) -> String {
+pub(crate) fn trap_message(error: &wasmtime::Error) -> String {
     if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
         return match trap {
             wasmtime::Trap::UnreachableCodeReached => {

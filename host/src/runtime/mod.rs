@@ -432,7 +432,10 @@ impl Runtime {
             .instantiate_async(&mut store)
             .await
             .map(|_| ())
-            .map_err(|e| format!("{:#}", e))
+            .map_err(|e| {
+                tracing::debug!(class, error = format!("{e:?}"), "deploy probe failed");
+                actor::trap_message(&e)
+            })
     }
 
     /// Whether the object is live and how many sockets it holds.
