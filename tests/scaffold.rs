@@ -1,7 +1,8 @@
 //! `lodge new`: the crate it scaffolds builds for wasm32-wasip2 and passes its own tests
 //! as it is, and the class serves on a real host: its page, HTTP signing, WebSocket
-//! broadcast, refused input, the class setting, the auto-response, hibernation and a
-//! restart. Bad names, taken folders and a missing SDK are refused with a clear message
+//! broadcast, refused input, the class setting, the auto-response, hibernation, a
+//! restart and `lodge dev` (an edit hot-swapped under an open socket, a build error reported
+//! while the old version keeps serving). Bad names, taken folders and a missing SDK are refused with a clear message
 //! and leave nothing behind.
 
 use std::path::Path;
@@ -312,6 +313,22 @@ async fn a_new_class_builds_tests_and_serves_as_is() {
     assert_eq!(
         carol.recv_type("entry").await.unwrap()["entry"]["text"],
         "still here"
+    );
+    // A build error is reported and the running version keeps serving.
+    let lib = krate.join("src/lib.rs");
+    let source = std::fs::read_to_string(&lib).unwrap();
+    std::fs::write(&lib, format!("{source}\nfn broken( {{\n")).unwrap();
+    wait_line(&mut lines, "the build failed").await;
+    let page = get(&host.url("/guestbook/lobby/")).await.unwrap();
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<title>Guestbook, edited</title>"));
+    carol
+        .send_json(&json!({"type": "sign", "text": "after a failed build"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        carol.recv_type("entry").await.unwrap()["entry"]["text"],
+        "after a failed build"
     );
     let _ = dev.kill();
     let _ = dev.wait();
