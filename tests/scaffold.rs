@@ -1,9 +1,9 @@
 //! `lodge new`: the crate it scaffolds builds for wasm32-wasip2 and passes its own tests
 //! as it is, and the class serves on a real host: its page, HTTP signing, WebSocket
-//! broadcast, refused input, the class setting, the auto-response, hibernation, a
-//! restart and `lodge dev` (an edit hot-swapped under an open socket, a build error reported
-//! while the old version keeps serving). Bad names, taken folders and a missing SDK are refused with a clear message
-//! and leave nothing behind.
+//! broadcast, refused input, the class setting, the auto-response, hibernation, a restart
+//! and `lodge dev` (an edit hot-swapped under an open socket; a build error reported while
+//! the old version keeps serving). Bad names, taken folders and a missing SDK are refused
+//! with a clear message and leave nothing behind.
 
 use std::path::Path;
 use std::process::{Command, Output};
