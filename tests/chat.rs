@@ -743,7 +743,7 @@ async fn the_ai_context_survives_a_restart() {
 async fn an_ai_reply_cut_off_by_a_crash_leaves_the_room_usable() {
     let fake = FakeAi::start().await;
     let mut host = chat_with_ai(&fake)
-        .toml("ai", "max_streams_per_object = 1")
+        .toml("limits", "max_ai_streams = 1")
         .start()
         .await
         .unwrap();
@@ -928,7 +928,7 @@ async fn an_unreachable_or_missing_provider_is_an_ai_error_and_chat_goes_on() {
 async fn too_many_streams_is_an_ai_error_at_once() {
     let fake = FakeAi::start().await;
     let host = chat_with_ai(&fake)
-        .toml("ai", "max_streams_per_object = 1")
+        .toml("classes.chat.limits", "max_ai_streams = 1")
         .toml("ai", "first_token_timeout_ms = 2000")
         .start()
         .await

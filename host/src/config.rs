@@ -98,6 +98,8 @@ pub struct Limits {
     pub max_attachment_bytes: usize,
     /// Largest HTTP request body.
     pub max_body_bytes: usize,
+    /// AI streams running at once for one object (0: the class may not use AI).
+    pub max_ai_streams: usize,
 }
 
 impl Default for Limits {
@@ -112,6 +114,7 @@ impl Default for Limits {
             max_message_bytes: 1 << 20,
             max_attachment_bytes: 2 << 10,
             max_body_bytes: 1 << 20,
+            max_ai_streams: 4,
         }
     }
 }
@@ -189,6 +192,7 @@ pub struct LimitOverrides {
     pub max_message_bytes: Option<usize>,
     pub max_attachment_bytes: Option<usize>,
     pub max_body_bytes: Option<usize>,
+    pub max_ai_streams: Option<usize>,
 }
 
 impl Limits {
@@ -204,6 +208,7 @@ impl Limits {
             max_message_bytes: o.max_message_bytes.unwrap_or(self.max_message_bytes),
             max_attachment_bytes: o.max_attachment_bytes.unwrap_or(self.max_attachment_bytes),
             max_body_bytes: o.max_body_bytes.unwrap_or(self.max_body_bytes),
+            max_ai_streams: o.max_ai_streams.unwrap_or(self.max_ai_streams),
         }
     }
 }
@@ -380,12 +385,14 @@ mod tests {
     #[test]
     fn class_limits_override_the_defaults_key_by_key() {
         let c = Config::parse(
-            "[limits]\ncpu_ms_per_event = 100\n[classes.a]\ncomponent = \"a.wasm\"\n[classes.a.limits]\nmemory_bytes = 1048576\n",
+            "[limits]\ncpu_ms_per_event = 100\n[classes.a]\ncomponent = \"a.wasm\"\n[classes.a.limits]\nmemory_bytes = 1048576\nmax_ai_streams = 0\n",
         )
         .unwrap();
         let a = c.class_limits("a");
         assert_eq!(a.memory_bytes, 1 << 20);
+        assert_eq!(a.max_ai_streams, 0);
         assert_eq!(a.cpu_ms_per_event, 100);
+        assert_eq!(c.class_limits("other").max_ai_streams, 4);
         assert_eq!(c.max_memory_bytes(), 1 << 20);
     }
 

@@ -23,7 +23,7 @@
 //!   limits, provider errors, malformed or truncated streams and timeouts all end in an
 //!   `Error` whose text says what happened and what to change; a guest can show it as is.
 //! - **Bounded.** Streams are limited for the whole host (`max_streams`) and per object
-//!   (`max_streams_per_object`); a refused start is `StartError::Busy`, not a queue. A slot is
+//!   (the class limit `max_ai_streams`, passed to each `start`); a refused start is `StartError::Busy`, not a queue. A slot is
 //!   freed when the stream ends, before its final event is delivered (so a guest that starts
 //!   a new stream on `Done` is not refused), or when it is cancelled.
 //! - **Cancel means silence.** After [`StreamHandle::cancel`] (or [`AiService::cancel`])
@@ -64,10 +64,9 @@ pub struct AiConfig {
     /// How long the provider may pause between two chunks once the reply has started
     /// (default 60 000). 0: no limit.
     pub idle_timeout_ms: u64,
-    /// Streams running at once on the whole host (default 64). 0 switches AI off.
+    /// Streams running at once on the whole host (default 64). 0 switches AI off. (The
+    /// bound per object is a class limit: `max_ai_streams`.)
     pub max_streams: usize,
-    /// Streams running at once for one object (default 4). 0 switches AI off.
-    pub max_streams_per_object: usize,
 }
 
 impl Default for AiConfig {
@@ -79,7 +78,6 @@ impl Default for AiConfig {
             first_token_timeout_ms: 30_000,
             idle_timeout_ms: 60_000,
             max_streams: 64,
-            max_streams_per_object: 4,
         }
     }
 }
@@ -285,10 +283,12 @@ impl AiService {
 
     /// Starts a stream owned by `owner` (an object id) on a tokio task. Events go to `sink`
     /// in order and end with exactly one `Done` or `Error`, unless the stream is cancelled
-    /// or the sink stops listening first. Must be called within a tokio runtime.
+    /// or the sink stops listening first. `owner` may run at most `owner_limit` streams at
+    /// once (its class's `max_ai_streams`). Must be called within a tokio runtime.
     pub fn start(
         &self,
         owner: &str,
+        owner_limit: usize,
         request: CompletionRequest,
         sink: impl StreamSink,
     ) -> Result<StreamHandle, StartError> {
@@ -300,11 +300,15 @@ impl AiService {
         let Some(client) = inner.client.clone() else {
             return Err(StartError::Unavailable(how_to_configure()));
         };
-        if inner.config.max_streams == 0 || inner.config.max_streams_per_object == 0 {
+        if inner.config.max_streams == 0 {
             return Err(StartError::Unavailable(
-                "AI streams are switched off on this lodge host (`[ai] max_streams` or \
-                 `max_streams_per_object` is 0)"
+                "AI streams are switched off on this lodge host (`[ai] max_streams` is 0)"
                     .to_owned(),
+            ));
+        }
+        if owner_limit == 0 {
+            return Err(StartError::Unavailable(
+                "this class may not start AI streams (its `max_ai_streams` limit is 0)".to_owned(),
             ));
         }
         validate(&request)?;
@@ -326,10 +330,10 @@ impl AiService {
                 )));
             }
             let mine = state.per_owner.get(owner).copied().unwrap_or(0);
-            if mine >= inner.config.max_streams_per_object {
+            if mine >= owner_limit {
                 return Err(StartError::Busy(format!(
-                    "this object already has {mine} AI streams running, its maximum (`[ai] \
-                     max_streams_per_object`): wait for one to finish or cancel one"
+                    "this object already has {mine} AI streams running, its maximum \
+                     (`max_ai_streams`): wait for one to finish or cancel one"
                 )));
             }
             let id = NEXT_STREAM_ID.fetch_add(1, Ordering::Relaxed);

@@ -82,7 +82,9 @@ async fn collect(rx: &mut mpsc::UnboundedReceiver<StreamEvent>) -> (Vec<String>,
 /// Runs one stream to its end.
 async fn run(service: &AiService, request: CompletionRequest) -> (Vec<String>, StreamEvent) {
     let (sink, mut rx) = channel_sink();
-    let handle = service.start(OWNER, request, sink).expect("stream starts");
+    let handle = service
+        .start(OWNER, 4, request, sink)
+        .expect("stream starts");
     let result = collect(&mut rx).await;
     assert!(handle.is_finished());
     assert_eq!(service.streams_in_flight(), 0);
@@ -391,7 +393,8 @@ async fn html_page_is_explained() {
 async fn unconfigured_and_invalid() {
     let service = AiService::with_key(AiConfig::default(), Some(KEY.into()));
     assert!(!service.is_configured());
-    let Err(StartError::Unavailable(message)) = service.start(OWNER, user("hi"), |_| true) else {
+    let Err(StartError::Unavailable(message)) = service.start(OWNER, 4, user("hi"), |_| true)
+    else {
         panic!("unconfigured service started a stream");
     };
     for needle in ["base_url", "model", "api_key_env", "[ai]"] {
@@ -401,7 +404,7 @@ async fn unconfigured_and_invalid() {
     let service = AiService::with_key(config("ftp://example/v1"), None);
     assert!(!service.is_configured());
     assert!(matches!(
-        service.start(OWNER, user("hi"), |_| true),
+        service.start(OWNER, 4, user("hi"), |_| true),
         Err(StartError::Unavailable(m)) if m.contains("http://")
     ));
 
@@ -412,7 +415,7 @@ async fn unconfigured_and_invalid() {
         ..user("hi")
     };
     assert!(matches!(
-        service.start(OWNER, empty, |_| true),
+        service.start(OWNER, 4, empty, |_| true),
         Err(StartError::Invalid(_))
     ));
     let nan = CompletionRequest {
@@ -420,7 +423,7 @@ async fn unconfigured_and_invalid() {
         ..user("hi")
     };
     assert!(matches!(
-        service.start(OWNER, nan, |_| true),
+        service.start(OWNER, 4, nan, |_| true),
         Err(StartError::Invalid(_))
     ));
     assert_eq!(service.streams_in_flight(), 0);
@@ -433,8 +436,13 @@ async fn unconfigured_and_invalid() {
         None,
     );
     assert!(matches!(
-        off.start(OWNER, user("hi"), |_| true),
+        off.start(OWNER, 4, user("hi"), |_| true),
         Err(StartError::Unavailable(m)) if m.contains("switched off")
+    ));
+    // A class whose `max_ai_streams` is 0 may not use AI, whatever the host allows.
+    assert!(matches!(
+        service.start(OWNER, 0, user("hi"), |_| true),
+        Err(StartError::Unavailable(m)) if m.contains("`max_ai_streams` limit is 0")
     ));
 }
 
@@ -442,7 +450,7 @@ async fn unconfigured_and_invalid() {
 fn start_outside_a_runtime_is_refused() {
     let service = AiService::with_key(config("http://127.0.0.1:9/v1"), None);
     assert!(matches!(
-        service.start(OWNER, user("hi"), |_| true),
+        service.start(OWNER, 4, user("hi"), |_| true),
         Err(StartError::Unavailable(_))
     ));
 }
@@ -453,15 +461,14 @@ async fn limits_per_object_and_per_host() {
     let service = AiService::with_key(
         AiConfig {
             max_streams: 3,
-            max_streams_per_object: 2,
             ..config(&fake.base_url())
         },
         None,
     );
-    let start = |owner: &str| service.start(owner, user("[[stall]]"), |_| true);
+    let start = |owner: &str| service.start(owner, 2, user("[[stall]]"), |_| true);
     let a1 = start("a").unwrap();
     let a2 = start("a").unwrap();
-    assert!(matches!(start("a"), Err(StartError::Busy(m)) if m.contains("max_streams_per_object")));
+    assert!(matches!(start("a"), Err(StartError::Busy(m)) if m.contains("`max_ai_streams`")));
     let b1 = start("b").unwrap();
     assert!(matches!(start("c"), Err(StartError::Busy(m)) if m.contains("`[ai] max_streams`")));
     assert_eq!(service.streams_in_flight(), 3);
@@ -496,7 +503,7 @@ async fn cancel_stops_delivery() {
     let service = service(&fake.base_url());
     let (sink, mut rx) = channel_sink();
     let handle = service
-        .start(OWNER, user("[[slow]] a long answer"), sink)
+        .start(OWNER, 4, user("[[slow]] a long answer"), sink)
         .unwrap();
     let first = tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
@@ -532,7 +539,7 @@ async fn cancel_from_inside_the_sink() {
             true
         }
     };
-    let handle = service.start(OWNER, user("[[slow]] hi"), sink).unwrap();
+    let handle = service.start(OWNER, 4, user("[[slow]] hi"), sink).unwrap();
     *handle_slot.lock().unwrap() = Some(handle.id());
     tokio::time::timeout(Duration::from_secs(10), done_rx.recv())
         .await
@@ -560,7 +567,7 @@ async fn a_sink_that_stops_listening_stops_the_stream() {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut count = 0;
     let handle = service
-        .start(OWNER, user("[[slow]] hi"), move |event| {
+        .start(OWNER, 4, user("[[slow]] hi"), move |event| {
             count += 1;
             let _ = tx.send(event);
             count < 2
@@ -581,20 +588,14 @@ async fn a_sink_that_stops_listening_stops_the_stream() {
 #[tokio::test]
 async fn the_slot_is_free_when_the_final_event_arrives() {
     let fake = FakeAi::start().await;
-    let service = AiService::with_key(
-        AiConfig {
-            max_streams_per_object: 1,
-            ..config(&fake.base_url())
-        },
-        None,
-    );
+    let service = AiService::with_key(config(&fake.base_url()), None);
     let (tx, mut rx) = mpsc::unbounded_channel();
     let probe = service.clone();
     service
-        .start(OWNER, user("hi"), move |event| {
+        .start(OWNER, 1, user("hi"), move |event| {
             if !matches!(event, StreamEvent::Delta(_)) {
                 // A guest reacting to Done by starting another stream is not refused.
-                let again = probe.start(OWNER, user("again"), |_| true);
+                let again = probe.start(OWNER, 1, user("again"), |_| true);
                 let _ = tx.send(again.map(|h| h.id()));
             }
             true
@@ -618,6 +619,7 @@ async fn streams_run_concurrently() {
         service
             .start(
                 &format!("object-{i}"),
+                4,
                 user(&format!("[[slow]] number {i}")),
                 sink,
             )
@@ -727,7 +729,6 @@ fn config_defaults_and_unknown_keys() {
     assert_eq!(config.first_token_timeout_ms, 30_000);
     assert_eq!(config.idle_timeout_ms, 60_000);
     assert_eq!(config.max_streams, 64);
-    assert_eq!(config.max_streams_per_object, 4);
     let config: AiConfig =
         serde_json::from_str(r#"{"base_url":"http://127.0.0.1:11434/v1","model":"llama3.2"}"#)
             .unwrap();

@@ -30,10 +30,16 @@ impl Host for HostState {
             .filter(|o| matches!(o, Output::StartAi(..)))
             .count();
         let running = self.object.streams.lock().expect("streams lock").len();
-        let per_object = self.object.ai_streams_per_object;
+        let per_object = self.object.limits.max_ai_streams;
+        if per_object == 0 {
+            return Ok(Err(AiError::Unavailable(
+                "this class may not start AI streams (its `max_ai_streams` limit is 0)".into(),
+            )));
+        }
         if running + pending >= per_object {
             return Ok(Err(AiError::Busy(format!(
-                "this object already has {per_object} AI streams running; wait for one to finish"
+                "this object already has {per_object} AI streams running, its maximum \
+                 (`max_ai_streams`); wait for one to finish"
             ))));
         }
         let id = self.object.stream_ids.fetch_add(1, Ordering::Relaxed);

@@ -44,8 +44,6 @@ pub struct ObjectContext {
     pub ai: AiService,
     /// AI streams in flight, by the id the guest was given.
     pub streams: Arc<Mutex<HashMap<u64, StreamHandle>>>,
-    /// AI streams one object may run at once.
-    pub ai_streams_per_object: usize,
     /// Host-wide source of AI stream ids.
     pub stream_ids: Arc<AtomicU64>,
 }

@@ -123,7 +123,6 @@ pub(super) fn object_context(
         sockets,
         ai: rt.ai.clone(),
         streams: Arc::new(Mutex::new(HashMap::new())),
-        ai_streams_per_object: rt.ai_streams_per_object,
         stream_ids: rt.stream_ids.clone(),
     })
 }

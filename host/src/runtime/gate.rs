@@ -95,7 +95,10 @@ fn perform(object: &Arc<ObjectContext>, control: &mpsc::UnboundedSender<Envelope
             // Held across start and insert: the actor looks the stream up under this
             // lock when its first event arrives, so it can never miss the handle.
             let mut streams = object.streams.lock().expect("streams lock");
-            match object.ai.start(&owner, request, sink) {
+            match object
+                .ai
+                .start(&owner, object.limits.max_ai_streams, request, sink)
+            {
                 Ok(handle) => {
                     streams.insert(stream, handle);
                 }
