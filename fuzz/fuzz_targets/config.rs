@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lodge::config::Config;
+use lodge_core::config::Config;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = config.validate("fuzz");
         for class in config.classes.values() {
             for value in class.settings.values() {
-                let _ = lodge::config::setting_text(value);
+                let _ = lodge_core::config::setting_text(value);
             }
         }
     }

@@ -5,8 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lodge::object::{MAX_NAME_BYTES, ObjectRef, validate_name};
-use lodge::server::routes::{RouteError, parse};
+use lodge_core::object::{MAX_NAME_BYTES, ObjectRef, validate_name};
+use lodge_core::routes::{RouteError, parse};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 fuzz_target!(|data: &[u8]| {

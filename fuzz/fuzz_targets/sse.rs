@@ -11,7 +11,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lodge::ai::sse::{SseEvent, SseParser};
+use lodge_core::sse::{SseEvent, SseParser};
 
 struct Outcome {
     events: Vec<SseEvent>,

@@ -9,8 +9,8 @@ use std::ops::Bound;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use lodge::object::ObjectId;
-use lodge::storage::keys::{
+use lodge_core::object::ObjectId;
+use lodge_core::keys::{
     KeyRange, alarm_index_key, data_key, parse_alarm_index_key, prefix_successor,
 };
 

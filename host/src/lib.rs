@@ -11,11 +11,11 @@ pub mod alarms;
 pub mod app;
 pub mod backup;
 pub mod bindings;
-pub mod config;
 pub mod metrics;
-pub mod object;
 pub mod registry;
 pub mod runtime;
 pub mod scaffold;
 pub mod server;
 pub mod storage;
+
+pub use lodge_core::{config, object};

@@ -32,7 +32,9 @@
 //!   dropped as soon as that `deliver` returns).
 
 mod openai;
-pub mod sse;
+pub use lodge_core::sse;
+
+pub use lodge_core::config::AiConfig;
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -44,43 +46,6 @@ use std::time::Duration;
 use tracing::Instrument as _;
 
 use openai::{Outcome, Provider};
-
-/// The `[ai]` section of the host's configuration.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AiConfig {
-    /// The provider's OpenAI-compatible API base, e.g. `"https://api.openai.com/v1"`,
-    /// `"http://127.0.0.1:11434/v1"` (Ollama) or `"http://127.0.0.1:8080/v1"` (llama.cpp).
-    /// `None`: AI is not available to objects.
-    pub base_url: Option<String>,
-    /// The environment variable holding the API key (default `LODGE_AI_API_KEY`). Unset or
-    /// empty: requests are sent without `Authorization` (fine for a local Ollama).
-    pub api_key_env: String,
-    /// The model used when a request names none (default `gpt-4o-mini`).
-    pub model: String,
-    /// How long the provider may take to send the first piece of the reply, connecting
-    /// included (default 30 000). 0: no limit.
-    pub first_token_timeout_ms: u64,
-    /// How long the provider may pause between two chunks once the reply has started
-    /// (default 60 000). 0: no limit.
-    pub idle_timeout_ms: u64,
-    /// Streams running at once on the whole host (default 64). 0 switches AI off. (The
-    /// bound per object is a class limit: `max_ai_streams`.)
-    pub max_streams: usize,
-}
-
-impl Default for AiConfig {
-    fn default() -> Self {
-        AiConfig {
-            base_url: None,
-            api_key_env: "LODGE_AI_API_KEY".to_owned(),
-            model: "gpt-4o-mini".to_owned(),
-            first_token_timeout_ms: 30_000,
-            idle_timeout_ms: 60_000,
-            max_streams: 64,
-        }
-    }
-}
 
 /// One message of the conversation: role is `system`, `user` or `assistant`.
 #[derive(Debug, Clone, PartialEq, Eq)]

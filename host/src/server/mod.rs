@@ -2,7 +2,7 @@
 //! It turns requests into WIT values for the runtime and the runtime's answers (or
 //! errors) into HTTP responses with JSON error bodies. It holds no object state.
 
-pub mod routes;
+pub use lodge_core::routes;
 mod ws;
 
 use std::convert::Infallible;

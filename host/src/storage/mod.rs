@@ -8,7 +8,7 @@
 //! fsync, which is what lets durable events per second exceed fsyncs per second. Nothing
 //! here knows about WASM: callers hand over plain keys and values.
 
-pub mod keys;
+pub use lodge_core::keys;
 mod txn;
 
 use std::ops::Bound;
