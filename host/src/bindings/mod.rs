@@ -46,6 +46,10 @@ pub struct ObjectContext {
     pub streams: Arc<Mutex<HashMap<u64, StreamHandle>>>,
     /// Host-wide source of AI stream ids.
     pub stream_ids: Arc<AtomicU64>,
+    /// An upper bound of the object's storage usage (committed, pending and written
+    /// since), once a write needed it: only this object writes its keys, and deletes or
+    /// discarded writes only lower the real figure, so it stays a bound without a read.
+    pub usage_bound: Mutex<Option<u64>>,
 }
 
 /// Something an event does outside its storage writes. Released in order, and only
@@ -66,8 +70,6 @@ pub struct EventCtx {
     /// The alarm as this event sees it, and whether the event changed it.
     pub alarm: Option<u64>,
     pub alarm_changed: bool,
-    /// An upper bound of the object's storage usage, once a write needed it.
-    pub usage_bound: Option<u64>,
 }
 
 /// The data of one instance's wasmtime store.

@@ -37,8 +37,8 @@ impl HostState {
     }
 
     /// Refuses writes that would take the object past its quota. The fast path keeps
-    /// an upper bound (committed usage + every byte written since) and needs no reads;
-    /// only near the quota is the exact usage computed.
+    /// an upper bound (committed usage + every byte written since, across events) and
+    /// needs no reads; only near the quota is the exact usage computed.
     fn check_quota(&mut self, entries: &[(&[u8], Option<&[u8]>)]) -> Result<(), StorageError> {
         let quota = self.object.limits.storage_bytes;
         let added: u64 = entries
@@ -48,7 +48,8 @@ impl HostState {
         if added == 0 {
             return Ok(());
         }
-        let bound = match self.event.usage_bound {
+        let known = *self.object.usage_bound.lock().expect("usage lock");
+        let bound = match known {
             Some(b) => b,
             None => {
                 let committed = self.committed_usage().map_err(engine_error)?;
@@ -62,7 +63,7 @@ impl HostState {
             }
         };
         if bound.saturating_add(added) <= quota {
-            self.event.usage_bound = Some(bound + added);
+            *self.object.usage_bound.lock().expect("usage lock") = Some(bound + added);
             return Ok(());
         }
         let committed = self.committed_usage().map_err(engine_error)?;
@@ -82,12 +83,14 @@ impl HostState {
             })
             .map_err(engine_error)?;
         let after = (usage as i64 + delta).max(0) as u64;
-        if delta > 0 && after > quota {
+        let refused = delta > 0 && after > quota;
+        *self.object.usage_bound.lock().expect("usage lock") =
+            Some(if refused { usage } else { after });
+        if refused {
             return Err(StorageError::QuotaExceeded(format!(
                 "the object stores {usage} bytes; this write adds {delta} and the quota is {quota}"
             )));
         }
-        self.event.usage_bound = Some(after);
         Ok(())
     }
 

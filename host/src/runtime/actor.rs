@@ -124,6 +124,7 @@ pub(super) fn object_context(
         ai: rt.ai.clone(),
         streams: Arc::new(Mutex::new(HashMap::new())),
         stream_ids: rt.stream_ids.clone(),
+        usage_bound: Mutex::new(None),
     })
 }
 
