@@ -60,6 +60,10 @@ struct Pending {
 struct Chat {
     class: ClassConfig,
     room: RoomSettings,
+    /// The id of the newest entry once read: this instance is the room's only writer, and
+    /// the host replaces it after a trap or a failed commit, so the copy never goes stale.
+    /// Saves a storage read per message.
+    last_id: Option<u64>,
 }
 
 /// Gives up on the event when storage itself is down (the host then rolls back its writes
@@ -114,19 +118,23 @@ fn history(limit: u32) -> Vec<Entry> {
     entries
 }
 
-/// Stores a new entry with the next id; the entry and the counter are written in one call,
-/// so either both land or neither does.
-fn store_entry(name: &str, role: &str, text: &str) -> Result<Entry, String> {
+/// The id of the newest entry, from storage.
+fn read_last_id() -> Result<u64, String> {
     let last = check(
         storage::raw::get(LAST_ID_KEY.as_bytes()),
         "read the id counter",
     )?
     .and_then(|bytes| serde_json::from_slice::<u64>(&bytes).ok());
-    let last = match last {
+    Ok(match last {
         Some(last) => last,
         // No counter (a new room): start after the newest entry, if any (none normally).
         None => recent_entries(1).first().map_or(0, |e| e.id),
-    };
+    })
+}
+
+/// Stores a new entry with the id after `last`; the entry and the counter are written in
+/// one call, so either both land or neither does.
+fn store_entry(last: u64, name: &str, role: &str, text: &str) -> Result<Entry, String> {
     let entry = Entry {
         id: last + 1,
         name: name.to_string(),
@@ -229,7 +237,7 @@ impl Chat {
             ));
             return;
         };
-        let entry = match store_entry(&name, ROLE_USER, &text) {
+        let entry = match self.store_entry(&name, ROLE_USER, &text) {
             Ok(entry) => entry,
             Err(e) => {
                 let _ = socket.send_text(&protocol::error_frame(&e));
@@ -240,6 +248,17 @@ impl Chat {
         if self.room.answer_all || protocol::mentions_ai(&entry.text) {
             self.start_ai(&entry);
         }
+    }
+
+    /// Stores a new entry with the next id (see [`store_entry`]).
+    fn store_entry(&mut self, name: &str, role: &str, text: &str) -> Result<Entry, String> {
+        let last = match self.last_id {
+            Some(last) => last,
+            None => read_last_id()?,
+        };
+        let entry = store_entry(last, name, role, text)?;
+        self.last_id = Some(entry.id);
+        Ok(entry)
     }
 
     fn settings_response(&self) -> Response {
@@ -267,7 +286,11 @@ impl Object for Chat {
                 let _ = storage::delete(&key);
             }
         }
-        Chat { class, room }
+        Chat {
+            class,
+            room,
+            last_id: None,
+        }
     }
 
     fn on_request(&mut self, req: Request) -> Response {
@@ -384,7 +407,8 @@ impl Object for Chat {
                     ));
                     return;
                 }
-                match store_entry(&self.class.ai_name, ROLE_ASSISTANT, text) {
+                let ai_name = self.class.ai_name.clone();
+                match self.store_entry(&ai_name, ROLE_ASSISTANT, text) {
                     Ok(entry) => broadcast(&protocol::ai_response_frame(&entry, stream)),
                     Err(e) => broadcast(&protocol::ai_error_frame(stream, &e)),
                 }
