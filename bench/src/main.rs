@@ -214,7 +214,12 @@ impl Targets {
     }
 }
 
-const ALL_TARGETS: &[Kind] = &[Kind::Native, Kind::NativeNoFsync, Kind::Lodge];
+const ALL_TARGETS: &[Kind] = &[
+    Kind::Native,
+    Kind::NativeNoFsync,
+    Kind::NativeSmallBuffer,
+    Kind::Lodge,
+];
 const COLD_TARGETS: &[Kind] = &[Kind::Native, Kind::Lodge];
 const DURABLE_TARGETS: &[Kind] = &[Kind::Native, Kind::NativeSmallBuffer, Kind::Lodge];
 const HIBERNATE_TARGETS: &[Kind] = &[Kind::Native, Kind::NativeSmallBuffer, Kind::Lodge];
@@ -595,7 +600,7 @@ async fn fanout_scenario(
     let mut ratios = Map::new();
     let find = |k: Kind| medians.iter().find(|r| r.0 == k).map(|r| r.1);
     if let Some(l) = find(Kind::Lodge) {
-        for base in [Kind::Native, Kind::NativeNoFsync] {
+        for base in [Kind::Native, Kind::NativeNoFsync, Kind::NativeSmallBuffer] {
             if let Some(b) = find(base) {
                 let name = base.name();
                 ratios.insert(

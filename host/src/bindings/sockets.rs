@@ -1,8 +1,6 @@
 //! `lodge:object/sockets`: frames and closes are queued as event outputs; tags,
 //! attachments and the auto-response live in the host's socket table.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 
 use super::lodge::object::sockets::{AutoResponse, Host, SocketError};
@@ -16,7 +14,7 @@ impl HostState {
     fn frame(&self, message: Message) -> Result<Frame, SocketError> {
         let max = self.object.limits.max_message_bytes;
         let frame = match message {
-            Message::Text(t) => Frame::Text(Arc::from(t)),
+            Message::Text(t) => Frame::Text(t.into()),
             Message::Binary(b) => Frame::Binary(Bytes::from(b)),
         };
         if frame.len() > max {

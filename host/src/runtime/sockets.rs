@@ -3,16 +3,50 @@
 //! lives as long as any socket is open.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-/// A frame on its way to a client.
+/// A frame on its way to a client. Cloning one (a broadcast to many sockets) shares its
+/// payload: no socket copies it before the WebSocket encoder does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Frame {
-    Text(Arc<str>),
+    Text(Text),
     Binary(Bytes),
+}
+
+/// UTF-8 text in shared bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Text(Bytes);
+
+impl Text {
+    /// The UTF-8 bytes.
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
+
+    /// Payload length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the text is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<String> for Text {
+    /// Takes the string's buffer, without copying it.
+    fn from(text: String) -> Text {
+        Text(Bytes::from(text.into_bytes()))
+    }
+}
+
+impl From<&str> for Text {
+    fn from(text: &str) -> Text {
+        Text(Bytes::copy_from_slice(text.as_bytes()))
+    }
 }
 
 impl Frame {

@@ -102,7 +102,15 @@ pub async fn run(upgraded: Upgraded, mut link: SocketLink, max_message_bytes: us
                 match out {
                     Some(Outbound::Frame(frame)) => {
                         let msg = match frame {
-                            Frame::Text(t) => WsMessage::Text(Utf8Bytes::from(&*t)),
+                            // Shares the payload; `Text` only holds UTF-8, so the
+                            // check cannot fail (and costs no copy).
+                            Frame::Text(t) => {
+                                let bytes = t.into_bytes();
+                                match Utf8Bytes::try_from(bytes.clone()) {
+                                    Ok(text) => WsMessage::Text(text),
+                                    Err(_) => WsMessage::Binary(bytes),
+                                }
+                            }
                             Frame::Binary(b) => WsMessage::Binary(b),
                         };
                         if !send(&mut ws, msg, &mut close).await {
