@@ -9,10 +9,10 @@ use std::ops::Bound;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use lodge_core::object::ObjectId;
 use lodge_core::keys::{
     KeyRange, alarm_index_key, data_key, parse_alarm_index_key, prefix_successor,
 };
+use lodge_core::object::ObjectId;
 
 #[derive(Arbitrary, Debug)]
 struct Input {

@@ -76,7 +76,10 @@ impl Object for Counter {
                     (None, Some(delay)) => lodge_sdk::now_ms() + delay.parse::<u64>().unwrap_or(0),
                     (None, None) => return Response::error(400, "give at= or in="),
                 };
-                let fail: u32 = req.query_param("fail").and_then(|f| f.parse().ok()).unwrap_or(0);
+                let fail: u32 = req
+                    .query_param("fail")
+                    .and_then(|f| f.parse().ok())
+                    .unwrap_or(0);
                 storage::put("alarm_fail", &fail).unwrap();
                 alarms::set_at(at);
                 Response::json(200, &json!({ "alarm": at }))
@@ -86,16 +89,23 @@ impl Object for Counter {
                 Response::json(200, &json!({ "alarm": null }))
             }
             ("GET", "/alarm") => {
-                let fired: Vec<(String, serde_json::Value)> = storage::list("fired:", None, false).unwrap();
+                let fired: Vec<(String, serde_json::Value)> =
+                    storage::list("fired:", None, false).unwrap();
                 let fired: Vec<serde_json::Value> = fired.into_iter().map(|(_, v)| v).collect();
                 Response::json(200, &json!({ "alarm": alarms::get(), "fired": fired }))
             }
             ("POST", "/slow") => {
                 // Holds the object busy: events queued behind it must wait their turn.
-                let ms: u64 = req.query_param("ms").and_then(|m| m.parse().ok()).unwrap_or(100);
+                let ms: u64 = req
+                    .query_param("ms")
+                    .and_then(|m| m.parse().ok())
+                    .unwrap_or(100);
                 let until = lodge_sdk::now_ms() + ms;
                 while lodge_sdk::now_ms() < until {}
-                Response::json(200, &json!({ "count": bump("count", 1), "ended_at": lodge_sdk::now_ms() }))
+                Response::json(
+                    200,
+                    &json!({ "count": bump("count", 1), "ended_at": lodge_sdk::now_ms() }),
+                )
             }
             ("POST", "/spin") => {
                 // Never returns: the host's CPU limit must end it.
@@ -115,7 +125,10 @@ impl Object for Counter {
             }
             ("GET", "/version") => Response::json(200, &json!({ "version": VERSION })),
             #[cfg(feature = "fs")]
-            ("GET", "/file") => Response::text(200, std::fs::read_to_string("/etc/passwd").unwrap_or_default()),
+            ("GET", "/file") => Response::text(
+                200,
+                std::fs::read_to_string("/etc/passwd").unwrap_or_default(),
+            ),
             ("GET", "/sockets") => Response::json(200, &sockets::all().len()),
             ("GET", "/whoami") => Response::json(
                 200,
@@ -130,7 +143,8 @@ impl Object for Counter {
         if name == "reject" {
             return Connect::reject(Response::error(403, "rejected by the object"));
         }
-        let _ = socket.send_json(&json!({ "type": "hello", "name": name, "count": bump("count", 0) }));
+        let _ =
+            socket.send_json(&json!({ "type": "hello", "name": name, "count": bump("count", 0) }));
         Connect::accept()
             .tags(req.query_param("tag"))
             .attachment(&json!({ "name": name }))
@@ -158,7 +172,9 @@ impl Object for Counter {
             }
             "whoami" => {
                 let att: serde_json::Value = socket.attachment().unwrap_or_default();
-                let _ = socket.send_json(&json!({ "type": "whoami", "attachment": att, "tags": socket.tags() }));
+                let _ = socket.send_json(
+                    &json!({ "type": "whoami", "attachment": att, "tags": socket.tags() }),
+                );
             }
             "broadcast" => {
                 sockets::broadcast_json(&json!({ "type": "broadcast", "text": arg }), &[]);
@@ -176,7 +192,9 @@ impl Object for Counter {
                 panic!("trap requested over websocket");
             }
             _ => {
-                let _ = socket.send_json(&json!({ "type": "error", "error": format!("unknown command {cmd}") }));
+                let _ = socket.send_json(
+                    &json!({ "type": "error", "error": format!("unknown command {cmd}") }),
+                );
             }
         }
     }

@@ -27,7 +27,11 @@ impl Response {
 
     /// A plain-text response.
     pub fn text(status: u16, text: impl Into<String>) -> Response {
-        Response::with_body(status, "text/plain; charset=utf-8", text.into().into_bytes())
+        Response::with_body(
+            status,
+            "text/plain; charset=utf-8",
+            text.into().into_bytes(),
+        )
     }
 
     /// An HTML page.

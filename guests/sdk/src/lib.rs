@@ -67,7 +67,9 @@ pub mod object {
     }
     /// A class setting parsed as a number (or anything `FromStr`), else `default`.
     pub fn setting_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-        raw::setting(key).and_then(|v| v.parse().ok()).unwrap_or(default)
+        raw::setting(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
     }
 }
 
