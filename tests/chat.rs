@@ -943,6 +943,10 @@ async fn too_many_streams_is_an_ai_error_at_once() {
     let busy = next(&mut alice.ws, "ai_error").await;
     assert_eq!(busy["response_id"], 0, "{busy}");
     assert!(busy["error"].as_str().unwrap().contains("busy"), "{busy}");
+    host.log
+        .wait_for(&["limit refused", "max_ai_streams", "name=crowded"], 1)
+        .await
+        .unwrap();
     // The stalled one ends with its own error; then the room can ask again.
     let stalled = next(&mut alice.ws, "ai_error").await;
     assert!(stalled["response_id"].as_u64().unwrap() > 0, "{stalled}");

@@ -365,6 +365,13 @@ async fn storage_quota_and_size_limits_refuse_writes_and_a_panicking_writer_roll
         error.contains("quota exceeded") && error.contains("the quota is 4096"),
         "{error}"
     );
+    // The operator sees it too, with the object.
+    let logged = host
+        .log
+        .wait_for(&["limit refused", "storage_bytes", "name=q"], 1)
+        .await
+        .unwrap();
+    assert!(logged[0].contains("the quota is 4096"), "{logged:?}");
     assert_eq!(increment(&host, "neighbour").await, 2);
 
     // A guest that unwraps the refused write traps: the event's earlier write (its count

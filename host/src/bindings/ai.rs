@@ -37,10 +37,12 @@ impl Host for HostState {
             )));
         }
         if running + pending >= per_object {
-            return Ok(Err(AiError::Busy(format!(
+            let detail = format!(
                 "this object already has {per_object} AI streams running, its maximum \
                  (`max_ai_streams`); wait for one to finish"
-            ))));
+            );
+            self.refused("max_ai_streams", &detail);
+            return Ok(Err(AiError::Busy(detail)));
         }
         let id = self.object.stream_ids.fetch_add(1, Ordering::Relaxed);
         let request = ai::CompletionRequest {

@@ -70,6 +70,8 @@ pub struct EventCtx {
     /// The alarm as this event sees it, and whether the event changed it.
     pub alarm: Option<u64>,
     pub alarm_changed: bool,
+    /// The limits refused to the guest in this event (each is logged once per event).
+    pub refused: Vec<&'static str>,
 }
 
 /// The data of one instance's wasmtime store.
@@ -81,6 +83,18 @@ pub struct HostState {
     pub event: EventCtx,
     /// Epoch ticks the current event has run.
     pub ticks: u64,
+}
+
+impl HostState {
+    /// Records that `limit` refused a call of the guest's. The guest gets the error to
+    /// handle; the operator gets a log line in the object's span (class and id), once per
+    /// limit and event so that a guest retrying in a loop cannot flood the log.
+    pub(crate) fn refused(&mut self, limit: &'static str, detail: &str) {
+        if !self.event.refused.contains(&limit) {
+            self.event.refused.push(limit);
+            tracing::warn!(limit, detail, "limit refused");
+        }
+    }
 }
 
 impl HostState {

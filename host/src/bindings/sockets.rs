@@ -11,17 +11,16 @@ use crate::runtime::sockets::{self as table, Frame};
 type Res<T> = wasmtime::Result<Result<T, SocketError>>;
 
 impl HostState {
-    fn frame(&self, message: Message) -> Result<Frame, SocketError> {
+    fn frame(&mut self, message: Message) -> Result<Frame, SocketError> {
         let max = self.object.limits.max_message_bytes;
         let frame = match message {
             Message::Text(t) => Frame::Text(t.into()),
             Message::Binary(b) => Frame::Binary(Bytes::from(b)),
         };
         if frame.len() > max {
-            return Err(SocketError::TooLarge(format!(
-                "message of {} bytes; the limit is {max}",
-                frame.len()
-            )));
+            let detail = format!("message of {} bytes; the limit is {max}", frame.len());
+            self.refused("max_message_bytes", &detail);
+            return Err(SocketError::TooLarge(detail));
         }
         Ok(frame)
     }
@@ -105,10 +104,9 @@ impl Host for HostState {
     async fn set_attachment(&mut self, socket: u64, data: Vec<u8>) -> Res<()> {
         let max = self.object.limits.max_attachment_bytes;
         if data.len() > max {
-            return Ok(Err(SocketError::TooLarge(format!(
-                "attachment of {} bytes; the limit is {max}",
-                data.len()
-            ))));
+            let detail = format!("attachment of {} bytes; the limit is {max}", data.len());
+            self.refused("max_attachment_bytes", &detail);
+            return Ok(Err(SocketError::TooLarge(detail)));
         }
         let mut sockets = self.sockets();
         match sockets.get_mut(socket) {

@@ -11,27 +11,25 @@ fn engine_error(e: crate::storage::StorageError) -> StorageError {
 }
 
 impl HostState {
-    fn check_key(&self, key: &[u8]) -> Result<(), StorageError> {
+    fn check_key(&mut self, key: &[u8]) -> Result<(), StorageError> {
         let max = self.object.limits.max_key_bytes;
         if key.is_empty() {
             return Err(StorageError::Invalid("keys may not be empty".into()));
         }
         if key.len() > max {
-            return Err(StorageError::TooLarge(format!(
-                "key of {} bytes; the limit is {max}",
-                key.len()
-            )));
+            let detail = format!("key of {} bytes; the limit is {max}", key.len());
+            self.refused("max_key_bytes", &detail);
+            return Err(StorageError::TooLarge(detail));
         }
         Ok(())
     }
 
-    fn check_value(&self, value: &[u8]) -> Result<(), StorageError> {
+    fn check_value(&mut self, value: &[u8]) -> Result<(), StorageError> {
         let max = self.object.limits.max_value_bytes;
         if value.len() > max {
-            return Err(StorageError::TooLarge(format!(
-                "value of {} bytes; the limit is {max}",
-                value.len()
-            )));
+            let detail = format!("value of {} bytes; the limit is {max}", value.len());
+            self.refused("max_value_bytes", &detail);
+            return Err(StorageError::TooLarge(detail));
         }
         Ok(())
     }
@@ -87,9 +85,11 @@ impl HostState {
         *self.object.usage_bound.lock().expect("usage lock") =
             Some(if refused { usage } else { after });
         if refused {
-            return Err(StorageError::QuotaExceeded(format!(
+            let detail = format!(
                 "the object stores {usage} bytes; this write adds {delta} and the quota is {quota}"
-            )));
+            );
+            self.refused("storage_bytes", &detail);
+            return Err(StorageError::QuotaExceeded(detail));
         }
         Ok(())
     }
