@@ -187,6 +187,7 @@ fn main() -> Result<()> {
     };
     let config = load_config(&args)?;
     init_logs(config.log_format);
+    lodge::runtime::engine::reserve_a_core_for_serving();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
