@@ -86,18 +86,6 @@ pub struct HostState {
 }
 
 impl HostState {
-    /// Records that `limit` refused a call of the guest's. The guest gets the error to
-    /// handle; the operator gets a log line in the object's span (class and id), once per
-    /// limit and event so that a guest retrying in a loop cannot flood the log.
-    pub(crate) fn refused(&mut self, limit: &'static str, detail: &str) {
-        if !self.event.refused.contains(&limit) {
-            self.event.refused.push(limit);
-            tracing::warn!(limit, detail, "limit refused");
-        }
-    }
-}
-
-impl HostState {
     /// Fresh store data for an instance of `object`.
     pub fn new(object: Arc<ObjectContext>) -> HostState {
         // No preopens, no environment, no arguments, no network: the guest's only
@@ -130,6 +118,16 @@ impl HostState {
             event: &self.event.writes,
         };
         f(&view)
+    }
+
+    /// Records that `limit` refused a call of the guest's. The guest gets the error to
+    /// handle; the operator gets a log line in the object's span (class and id), once per
+    /// limit and event so that a guest retrying in a loop cannot flood the log.
+    pub(crate) fn refused(&mut self, limit: &'static str, detail: &str) {
+        if !self.event.refused.contains(&limit) {
+            self.event.refused.push(limit);
+            tracing::warn!(limit, detail, "limit refused");
+        }
     }
 }
 
