@@ -166,6 +166,11 @@ pub async fn join_counted(base: &str, room: &str, name: &str) -> Result<(Ws, usi
 /// skipping everything else. Returns the entry id.
 pub async fn send_and_wait(ws: &mut Ws, text: &str, timeout: Duration) -> Result<u64> {
     ws.send(message_out(text)).await?;
+    wait_for_echo(ws, text, timeout).await
+}
+
+/// Waits for the room's `message` frame carrying `text` (other frames are skipped); its id.
+pub async fn wait_for_echo(ws: &mut Ws, text: &str, timeout: Duration) -> Result<u64> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let frame = tokio::time::timeout_at(deadline, ws.next())

@@ -1,9 +1,12 @@
-//! Durable writes: many objects (rooms) writing at once, each with one client that sends a
-//! message and waits for it to come back (the output gate releases it only once it is
-//! durable), then sends the next. Durable events per second and the size of the group
-//! commits (from the server's commit counters) are compared with what this disk does with
-//! one fsync per event, measured by a tiny loop.
+//! Durable writes: many objects (rooms) writing at once, each with one client that keeps
+//! `in_flight` messages outstanding: it sends, and sends the next each time one comes back
+//! (the output gate releases it only once it is durable). With one in flight an object never
+//! has a second event to run while the first commits; with more, the pipelining of events
+//! against commits inside one object is measured too. Durable events per second and the
+//! size of the group commits (from the server's commit counters) are compared with what
+//! this disk does with one fsync per event, measured by a tiny loop.
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -12,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use futures_util::SinkExt;
 use serde_json::{Value, json};
 
 use crate::client;
@@ -22,12 +26,14 @@ use crate::stats::{Summary, ratio, round3};
 pub struct DurableCfg {
     pub objects: usize,
     pub secs: f64,
+    /// Messages each object's client keeps outstanding.
+    pub in_flight: usize,
     pub connect_parallel: usize,
 }
 
 impl DurableCfg {
     pub fn json(&self) -> Value {
-        json!({ "objects": self.objects, "secs": self.secs })
+        json!({ "objects": self.objects, "secs": self.secs, "in_flight": self.in_flight })
     }
 }
 
@@ -136,6 +142,35 @@ impl DurableRun {
     }
 }
 
+/// Keeps `window` messages outstanding on one socket until `stop`, then waits for the
+/// outstanding ones. Echoes come back in the order sent (one object, events in order);
+/// each latency is from its own send.
+async fn keep_in_flight(
+    ws: &mut client::Ws,
+    writer: usize,
+    window: usize,
+    stop: &AtomicBool,
+    lat: &mut Vec<u64>,
+) -> Result<()> {
+    const ECHO_TIMEOUT: Duration = Duration::from_secs(30);
+    let mut outstanding: VecDeque<(String, Instant)> = VecDeque::with_capacity(window);
+    let mut k = 0u64;
+    loop {
+        while outstanding.len() < window && !stop.load(Ordering::Relaxed) {
+            let text = format!("w {writer} {k}");
+            k += 1;
+            ws.send(client::message_out(&text)).await?;
+            outstanding.push_back((text, Instant::now()));
+        }
+        let Some((text, sent)) = outstanding.front() else {
+            return Ok(());
+        };
+        client::wait_for_echo(ws, text, ECHO_TIMEOUT).await?;
+        lat.push(sent.elapsed().as_micros() as u64);
+        outstanding.pop_front();
+    }
+}
+
 /// The commit counters of whichever server this is.
 async fn counters(server: &Server) -> (Option<f64>, Option<f64>) {
     match server.metrics().await {
@@ -168,24 +203,13 @@ pub async fn run(server: &Server, cfg: &DurableCfg, nonce: &str) -> Result<Durab
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let mut handles = Vec::with_capacity(sockets.len());
+    let window = cfg.in_flight.max(1);
     for (i, mut ws) in sockets.into_iter().enumerate() {
         let stop = stop.clone();
         handles.push(tokio::spawn(async move {
             let mut lat = Vec::new();
-            let mut error = None;
-            let mut k = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                let text = format!("w {i} {k}");
-                if let Err(e) = client::send_and_wait(&mut ws, &text, Duration::from_secs(30)).await
-                {
-                    error = Some(e);
-                    break;
-                }
-                lat.push(t.elapsed().as_micros() as u64);
-                k += 1;
-            }
-            (lat, error, ws)
+            let result = keep_in_flight(&mut ws, i, window, &stop, &mut lat).await;
+            (lat, result.err(), ws)
         }));
     }
     tokio::time::sleep(Duration::from_secs_f64(cfg.secs)).await;

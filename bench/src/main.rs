@@ -103,6 +103,9 @@ enum Command {
         objects: usize,
         #[arg(long, default_value_t = 5.0)]
         secs: f64,
+        /// Messages each object's client keeps outstanding (1: send, wait for it, send).
+        #[arg(long, default_value_t = 1)]
+        in_flight: usize,
     },
     /// Server RSS per open socket with every room hibernated.
     Hibernate {
@@ -314,11 +317,13 @@ async fn run(command: Command) -> Result<()> {
             targets,
             objects,
             secs,
+            in_flight,
         } => {
             let paths = common.paths(targets.needs_lodge(DURABLE_TARGETS))?;
             let cfg = durable::DurableCfg {
                 objects,
                 secs,
+                in_flight,
                 connect_parallel: 32,
             };
             emit(
@@ -453,12 +458,17 @@ async fn all(common: &Common, repeat: usize) -> Result<()> {
         cap: Some(common.max_live as usize - 1),
     };
     emit(&cold_scenario(&paths, &common.lodge(), COLD_TARGETS, None, &cold).await?);
-    let durable = durable::DurableCfg {
-        objects: 1000,
-        secs: 5.0,
-        connect_parallel: 32,
-    };
-    emit(&durable_scenario(&paths, &common.lodge(), DURABLE_TARGETS, None, &durable).await?);
+    // One in flight per object, then eight: the second lets events of one object run
+    // while its previous ones commit.
+    for in_flight in [1, 8] {
+        let durable = durable::DurableCfg {
+            objects: 1000,
+            secs: 5.0,
+            in_flight,
+            connect_parallel: 32,
+        };
+        emit(&durable_scenario(&paths, &common.lodge(), DURABLE_TARGETS, None, &durable).await?);
+    }
     let hib = hibernate::HibernateCfg {
         sockets: 2000,
         rooms: 100,

@@ -31,6 +31,9 @@ pub fn engine_config(runtime: &RuntimeConfig, max_memory_bytes: u64) -> Config {
     config.epoch_interruption(true);
     config.wasm_component_model(true);
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    if let Some(strategy) = profiling_strategy() {
+        config.profiler(strategy);
+    }
 
     // A few slots beyond the live cap for deploy probes (see `Runtime::probe`).
     let cap = runtime.max_live_objects + PROBE_SLOTS;
@@ -58,6 +61,21 @@ pub fn engine_config(runtime: &RuntimeConfig, max_memory_bytes: u64) -> Config {
     // guest's small data segments and keeps `vm.max_map_count` headroom.
     config.memory_init_cow(false);
     config
+}
+
+/// `LODGE_WASM_PROFILER=perfmap` makes guest code visible to `perf` (wasmtime writes
+/// `/tmp/perf-PID.map`): without it, samples in compiled guests are bare `[JIT]` addresses.
+fn profiling_strategy() -> Option<wasmtime::ProfilingStrategy> {
+    match std::env::var("LODGE_WASM_PROFILER").ok()?.as_str() {
+        "perfmap" => Some(wasmtime::ProfilingStrategy::PerfMap),
+        other => {
+            tracing::warn!(
+                value = other,
+                "LODGE_WASM_PROFILER is not `perfmap`: ignored"
+            );
+            None
+        }
+    }
 }
 
 /// Sizes the process-wide pool cranelift compiles on (rayon's global pool) to one thread

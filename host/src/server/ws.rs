@@ -99,32 +99,26 @@ pub async fn run(upgraded: Upgraded, mut link: SocketLink, max_message_bytes: us
                 }
             }
             out = link.outbound.recv(), if closing.is_none() => {
-                match out {
+                let control = match out {
                     Some(Outbound::Frame(frame)) => {
-                        let msg = match frame {
-                            // Shares the payload; `Text` only holds UTF-8, so the
-                            // check cannot fail (and costs no copy).
-                            Frame::Text(t) => {
-                                let bytes = t.into_bytes();
-                                match Utf8Bytes::try_from(bytes.clone()) {
-                                    Ok(text) => WsMessage::Text(text),
-                                    Err(_) => WsMessage::Binary(bytes),
-                                }
-                            }
-                            Frame::Binary(b) => WsMessage::Binary(b),
-                        };
-                        if !send(&mut ws, msg, &mut close).await {
-                            break;
+                        match send_queued(&mut ws, frame, &mut link.outbound, &mut close).await {
+                            Ok(control) => control,
+                            Err(Gone) => break,
                         }
                     }
-                    Some(Outbound::Close(code, reason)) => {
+                    Some(Outbound::Close(code, reason)) => Some(Control::Close(code, reason)),
+                    None => Some(Control::CutOff),
+                };
+                match control {
+                    Some(Control::Close(code, reason)) => {
                         start_close(&mut ws, &mut close, &mut closing, code, &reason).await;
                     }
-                    None => {
+                    Some(Control::CutOff) => {
                         // The host cut this socket off (its send queue overflowed).
                         let reason = "too slow: the send queue is full";
                         start_close(&mut ws, &mut close, &mut closing, 1008, reason).await;
                     }
+                    None => {}
                 }
             }
             _ = tokio::time::sleep_until(deadline), if closing.is_some() => {
@@ -137,8 +131,56 @@ pub async fn run(upgraded: Upgraded, mut link: SocketLink, max_message_bytes: us
     link.closed(code, reason).await;
 }
 
-/// Sends one frame; false when the client is gone, or does not take the frame in time
-/// (then it counts as a reader too slow to keep: 1008).
+/// The client is gone, or did not take a frame in time.
+struct Gone;
+
+/// What the outbound queue asked for after the frames ahead of it.
+enum Control {
+    Close(u16, String),
+    /// The host cut this socket off (its send queue overflowed).
+    CutOff,
+}
+
+/// Frames queued behind `first` that go out with it in one write: a commit releases
+/// several events' frames at once, and one write per frame cost a syscall each.
+const MAX_FRAMES_PER_WRITE: usize = 64;
+
+/// Sends `first` and the frames already queued behind it, flushed once; returns the close
+/// that was queued after them, if any.
+async fn send_queued<S>(
+    ws: &mut WebSocketStream<S>,
+    first: Frame,
+    outbound: &mut tokio::sync::mpsc::Receiver<Outbound>,
+    close: &mut Option<(u16, String)>,
+) -> Result<Option<Control>, Gone>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::sync::mpsc::error::TryRecvError;
+    let mut control = None;
+    let write = async {
+        ws.feed(ws_message(first)).await?;
+        for _ in 1..MAX_FRAMES_PER_WRITE {
+            match outbound.try_recv() {
+                Ok(Outbound::Frame(frame)) => ws.feed(ws_message(frame)).await?,
+                Ok(Outbound::Close(code, reason)) => {
+                    control = Some(Control::Close(code, reason));
+                    break;
+                }
+                Err(TryRecvError::Disconnected) => {
+                    control = Some(Control::CutOff);
+                    break;
+                }
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+        ws.flush().await
+    };
+    let sent = tokio::time::timeout(SEND_TIMEOUT, write).await;
+    taken(sent, close).then_some(control).ok_or(Gone)
+}
+
+/// Sends one frame; false when the client is gone or does not take it in time.
 async fn send<S>(
     ws: &mut WebSocketStream<S>,
     msg: WsMessage,
@@ -147,13 +189,40 @@ async fn send<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    match tokio::time::timeout(SEND_TIMEOUT, ws.send(msg)).await {
+    taken(
+        tokio::time::timeout(SEND_TIMEOUT, ws.send(msg)).await,
+        close,
+    )
+}
+
+/// Whether a bounded write went through. A client that does not take its frames in time
+/// counts as a reader too slow to keep: 1008.
+fn taken(
+    sent: Result<Result<(), WsError>, tokio::time::error::Elapsed>,
+    close: &mut Option<(u16, String)>,
+) -> bool {
+    match sent {
         Ok(Ok(())) => true,
         Ok(Err(_)) => false,
         Err(_) => {
             close.get_or_insert((1008, "too slow: a frame was not taken in time".into()));
             false
         }
+    }
+}
+
+/// The WebSocket message for a frame the object sent, sharing its payload: `Text` only
+/// holds UTF-8, so the check cannot fail (and costs no copy).
+fn ws_message(frame: Frame) -> WsMessage {
+    match frame {
+        Frame::Text(t) => {
+            let bytes = t.into_bytes();
+            match Utf8Bytes::try_from(bytes.clone()) {
+                Ok(text) => WsMessage::Text(text),
+                Err(_) => WsMessage::Binary(bytes),
+            }
+        }
+        Frame::Binary(b) => WsMessage::Binary(b),
     }
 }
 

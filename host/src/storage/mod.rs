@@ -11,6 +11,7 @@
 pub use lodge_core::keys;
 mod txn;
 
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -423,6 +424,50 @@ fn writer_loop(db: &Database, rx: &std_mpsc::Receiver<Pending>, stats: &WriterSt
     }
 }
 
+/// What a group's batches do to one object, merged in the order they were submitted.
+struct ObjectChanges<'a> {
+    class: &'a str,
+    name: &'a str,
+    /// A batch cleared the object: every key stored before the group goes.
+    clear: bool,
+    /// Each key's last write in the group (`None` deletes), in key order.
+    writes: BTreeMap<&'a [u8], Option<&'a [u8]>>,
+    /// The last alarm change in the group.
+    alarm: Option<AlarmChange>,
+}
+
+/// Merges a group's batches per object, objects in id order. One commit makes all of them
+/// durable or none, so applying each object's net change is the same as applying its batches
+/// one by one, with one read and write of its record instead of one per event, a key written
+/// by several events written once, and inserts in key order.
+fn merge_batches<'a>(
+    batches: impl Iterator<Item = &'a Batch>,
+) -> BTreeMap<ObjectId, ObjectChanges<'a>> {
+    let mut objects: BTreeMap<ObjectId, ObjectChanges<'a>> = BTreeMap::new();
+    for batch in batches {
+        let changes = objects
+            .entry(batch.object)
+            .or_insert_with(|| ObjectChanges {
+                class: &batch.class,
+                name: &batch.name,
+                clear: false,
+                writes: BTreeMap::new(),
+                alarm: None,
+            });
+        if batch.clear {
+            changes.clear = true;
+            changes.writes.clear();
+        }
+        for (key, value) in &batch.writes {
+            changes.writes.insert(key, value.as_deref());
+        }
+        if batch.alarm.is_some() {
+            changes.alarm = batch.alarm;
+        }
+    }
+    objects
+}
+
 fn commit_group(db: &Database, group: &[Pending]) -> Result<(), StorageError> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)
@@ -432,32 +477,29 @@ fn commit_group(db: &Database, group: &[Pending]) -> Result<(), StorageError> {
         let mut objects = txn.open_table(OBJECTS)?;
         let mut alarms = txn.open_table(ALARMS)?;
         let mut index = txn.open_table(ALARM_INDEX)?;
-        for batch in group.iter().filter_map(|(b, _)| b.as_ref()) {
-            let id = batch.object;
+        let merged = merge_batches(group.iter().filter_map(|(b, _)| b.as_ref()));
+        for (id, changes) in merged {
+            let fresh = || ObjectMeta {
+                class: changes.class.to_string(),
+                name: changes.name.to_string(),
+                usage: 0,
+            };
             let mut meta = match objects.get(id.0.as_slice())? {
-                Some(raw) => serde_json::from_slice(raw.value()).unwrap_or(ObjectMeta {
-                    class: batch.class.to_string(),
-                    name: batch.name.to_string(),
-                    usage: 0,
-                }),
-                None => ObjectMeta {
-                    class: batch.class.to_string(),
-                    name: batch.name.to_string(),
-                    usage: 0,
-                },
+                Some(raw) => serde_json::from_slice(raw.value()).unwrap_or_else(|_| fresh()),
+                None => fresh(),
             };
             let mut usage = meta.usage as i64;
-            if batch.clear {
+            if changes.clear {
                 let (lo, hi) = KeyRange::new(None, None, None).to_table_range(id);
                 data.retain_in::<&[u8], _>((as_slice_bound(&lo), as_slice_bound(&hi)), |_, _| {
                     false
                 })?;
                 usage = 0;
             }
-            for (key, value) in &batch.writes {
+            for (key, value) in changes.writes {
                 let table_key = keys::data_key(id, key);
                 let old = match value {
-                    Some(v) => data.insert(table_key.as_slice(), v.as_slice())?,
+                    Some(v) => data.insert(table_key.as_slice(), v)?,
                     None => data.remove(table_key.as_slice())?,
                 };
                 if let Some(old) = old {
@@ -468,28 +510,161 @@ fn commit_group(db: &Database, group: &[Pending]) -> Result<(), StorageError> {
                 }
             }
             meta.usage = usage.max(0) as u64;
-            let encoded = serde_json::to_vec(&meta).expect("object meta serializes");
-            objects.insert(id.0.as_slice(), encoded.as_slice())?;
 
-            let mut has_alarm = alarms.get(id.0.as_slice())?.is_some();
-            if let Some(change) = batch.alarm {
-                has_alarm = matches!(change, AlarmChange::Set { .. });
-                if let Some(old) = alarms.remove(id.0.as_slice())?
-                    && let Some(old) = decode_alarm(id, old.value())
-                {
-                    index.remove(keys::alarm_index_key(old.at_ms, id).as_slice())?;
+            let has_alarm = match changes.alarm {
+                Some(change) => {
+                    if let Some(old) = alarms.remove(id.0.as_slice())?
+                        && let Some(old) = decode_alarm(id, old.value())
+                    {
+                        index.remove(keys::alarm_index_key(old.at_ms, id).as_slice())?;
+                    }
+                    if let AlarmChange::Set { at_ms, retry } = change {
+                        alarms.insert(id.0.as_slice(), encode_alarm(at_ms, retry).as_slice())?;
+                        index.insert(keys::alarm_index_key(at_ms, id).as_slice(), ())?;
+                    }
+                    matches!(change, AlarmChange::Set { .. })
                 }
-                if let AlarmChange::Set { at_ms, retry } = change {
-                    alarms.insert(id.0.as_slice(), encode_alarm(at_ms, retry).as_slice())?;
-                    index.insert(keys::alarm_index_key(at_ms, id).as_slice(), ())?;
-                }
-            }
+                // Only asked when it decides whether the record stays.
+                None => meta.usage == 0 && alarms.get(id.0.as_slice())?.is_some(),
+            };
             // An object that stores nothing and has no alarm is not recorded at all.
             if meta.usage == 0 && !has_alarm {
                 objects.remove(id.0.as_slice())?;
+            } else {
+                let encoded = serde_json::to_vec(&meta).expect("object meta serializes");
+                objects.insert(id.0.as_slice(), encoded.as_slice())?;
             }
         }
     }
     txn.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> ObjectId {
+        ObjectId([n; 16])
+    }
+
+    fn batch(
+        object: u8,
+        clear: bool,
+        writes: &[(&str, Option<&str>)],
+        alarm: Option<AlarmChange>,
+    ) -> Batch {
+        Batch {
+            object: id(object),
+            class: "c".into(),
+            name: format!("o{object}").into(),
+            clear,
+            writes: writes
+                .iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v.map(|v| v.as_bytes().to_vec())))
+                .collect(),
+            alarm,
+        }
+    }
+
+    fn commit(db: &Database, batches: Vec<Batch>) {
+        let group: Vec<Pending> = batches
+            .into_iter()
+            .map(|b| (Some(b), oneshot::channel().0))
+            .collect();
+        commit_group(db, &group).unwrap();
+    }
+
+    /// Every table, as sorted (key, value) pairs.
+    fn dump(db: &Database) -> Vec<Entries> {
+        let txn = db.begin_read().unwrap();
+        let mut out = Vec::new();
+        for def in [DATA, OBJECTS, ALARMS] {
+            let table = txn.open_table(def).unwrap();
+            out.push(
+                table
+                    .iter()
+                    .unwrap()
+                    .map(|kv| {
+                        let (k, v) = kv.unwrap();
+                        (k.value().to_vec(), v.value().to_vec())
+                    })
+                    .collect(),
+            );
+        }
+        let index = txn.open_table(ALARM_INDEX).unwrap();
+        out.push(
+            index
+                .iter()
+                .unwrap()
+                .map(|kv| (kv.unwrap().0.value().to_vec(), Vec::new()))
+                .collect(),
+        );
+        out
+    }
+
+    fn scenario() -> (Vec<Batch>, Vec<Batch>) {
+        let set = |at_ms| Some(AlarmChange::Set { at_ms, retry: 0 });
+        let before = vec![
+            batch(
+                1,
+                false,
+                &[("a", Some("old")), ("gone", Some("x"))],
+                set(50),
+            ),
+            batch(4, false, &[("k", Some("v"))], None),
+            batch(5, false, &[("k", Some("v"))], set(70)),
+        ];
+        let group = vec![
+            // Overwrites, a delete, two alarm changes: the last one wins.
+            batch(1, false, &[("a", Some("v1")), ("b", Some("v2"))], set(100)),
+            batch(2, false, &[("x", Some("1"))], None),
+            batch(1, false, &[("a", Some("v3")), ("gone", None)], set(200)),
+            // A clear between two batches of one object.
+            batch(2, true, &[("y", Some("2"))], None),
+            // Written then deleted, alarm cleared: no record is left.
+            batch(3, false, &[("z", Some("1"))], set(10)),
+            batch(3, false, &[("z", None)], Some(AlarmChange::Clear)),
+            // Cleared with nothing left and no alarm: its record goes.
+            batch(4, true, &[], None),
+            // Cleared, but its alarm keeps the record.
+            batch(5, true, &[], None),
+            batch(1, false, &[("b", Some("v4"))], None),
+        ];
+        (before, group)
+    }
+
+    #[test]
+    fn a_merged_group_leaves_what_one_commit_per_batch_leaves() {
+        let dir = tempfile::tempdir().unwrap();
+        let merged = Database::create(dir.path().join("merged.redb")).unwrap();
+        let one_by_one = Database::create(dir.path().join("one-by-one.redb")).unwrap();
+
+        let (before, group) = scenario();
+        commit(&merged, before);
+        commit(&merged, group);
+        let (before, group) = scenario();
+        for b in before.into_iter().chain(group) {
+            commit(&one_by_one, vec![b]);
+        }
+
+        let tables = dump(&merged);
+        assert_eq!(tables, dump(&one_by_one));
+
+        // And that state is the intended one.
+        let data: Vec<(Vec<u8>, Vec<u8>)> = [(1, "a", "v3"), (1, "b", "v4"), (2, "y", "2")]
+            .iter()
+            .map(|(o, k, v)| (keys::data_key(id(*o), k.as_bytes()), v.as_bytes().to_vec()))
+            .collect();
+        assert_eq!(tables[0], data);
+        let metas: Vec<(u8, ObjectMeta)> = tables[1]
+            .iter()
+            .map(|(k, v)| (k[0], serde_json::from_slice(v).unwrap()))
+            .collect();
+        let usages: Vec<(u8, u64)> = metas.iter().map(|(o, m)| (*o, m.usage)).collect();
+        assert_eq!(usages, [(1, 6), (2, 2), (5, 0)]);
+        let alarms: Vec<u8> = tables[2].iter().map(|(k, _)| k[0]).collect();
+        assert_eq!(alarms, [1, 5]);
+        assert_eq!(tables[3].len(), 2, "one index entry per alarm");
+    }
 }
