@@ -157,6 +157,12 @@ struct ServeArgs {
     data_dir: Option<PathBuf>,
 }
 
+/// mimalloc instead of glibc's malloc: events allocate on the worker threads and their
+/// batches are freed on the storage writer, a cross-thread pattern glibc pays for in
+/// arena locks and chunk consolidation (bench/README.md: CPU per durable event).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let args = match cli.command {
