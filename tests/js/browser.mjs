@@ -74,19 +74,24 @@ async function main () {
       ['editor', 'status', 'versions', 'save-version', 'name-input'].every((id) => document.getElementById(id)) &&
       !!document.querySelector('#editor .cm-content')))
 
-    // Both type at once, at opposite ends of the document.
+    // Both type at once, at opposite ends of the document. A first line, seen by both,
+    // keeps the two ends apart: in an empty document both would type at position 0, and
+    // characters typed concurrently at one position may interleave (that is Yjs merging
+    // as designed, not a lost edit).
     await alice.page.click('#editor .cm-content')
+    await alice.page.keyboard.type('Notes\n')
+    await waitIn(bob.page, 'Bob sees the first line', () => window.lodgeDoc.view.state.doc.toString() === 'Notes\n')
+    await alice.page.keyboard.press('Control+Home')
     await bob.page.click('#editor .cm-content')
+    await bob.page.keyboard.press('Control+End')
     await Promise.all([
       alice.page.keyboard.type('Hello from Alice. ', { delay: 15 }),
-      (async () => {
-        await bob.page.keyboard.press('Control+End')
-        await bob.page.keyboard.type('Bob was here. ', { delay: 15 })
-      })()
+      bob.page.keyboard.type('Bob was here. ', { delay: 15 })
     ])
     for (const [who, p] of [['Alice', alice.page], ['Bob', bob.page]]) {
-      await waitIn(p, `${who} sees both edits`,
+      const ok = await waitIn(p, `${who} sees both edits`,
         () => { const t = window.lodgeDoc.view.state.doc.toString(); return t.includes('Hello from Alice. ') && t.includes('Bob was here. ') })
+      if (!ok) console.log(`# ${who}'s text: ${JSON.stringify(await editorText(p))}`)
     }
     const a = await editorText(alice.page)
     const b = await editorText(bob.page)
