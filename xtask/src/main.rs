@@ -2,8 +2,8 @@
 //!
 //! - `serve [lodge serve args...]`: build the guests and the host (release) and serve
 //!   the shipped classes on 127.0.0.1:8787 with data in ./data.
-//! - `test`: install what the tests need (the wasm32-wasip2 target comes from
-//!   rust-toolchain.toml; npm packages; Debian's chromium) and run the whole suite.
+//! - `test`: install what the tests need (the wasm32-wasip2 target, npm packages,
+//!   Debian's chromium) and run the whole suite.
 //! - `build-guests`: build every guest component for wasm32-wasip2.
 //!
 //! Plain std only, so this builds in seconds on a fresh machine.
@@ -36,7 +36,44 @@ fn run(mut cmd: Command, dir: &Path, what: &str) -> Result<(), String> {
     }
 }
 
+/// The target guests are built for.
+const GUEST_TARGET: &str = "wasm32-wasip2";
+
+/// Adds the guests' target to the pinned toolchain when its standard library is missing.
+/// rust-toolchain.toml lists it, but rustup only installs listed targets together with a
+/// toolchain it installs itself, and not at all with `RUSTUP_AUTO_INSTALL=0`.
+fn ensure_guest_target() -> Result<(), String> {
+    let root = root();
+    let libdir = Command::new("rustc")
+        .args(["--print", "target-libdir", "--target", GUEST_TARGET])
+        .current_dir(&root)
+        .output()
+        .map_err(|e| format!("cannot run rustc: {e}"))?;
+    let libdir = PathBuf::from(String::from_utf8_lossy(&libdir.stdout).trim());
+    let has_std = std::fs::read_dir(&libdir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("libstd-") && name.ends_with(".rlib")
+        })
+    });
+    if has_std {
+        return Ok(());
+    }
+    let mut add = Command::new("rustup");
+    add.args(["target", "add", GUEST_TARGET]);
+    run(
+        add,
+        &root,
+        &format!("installing the {GUEST_TARGET} target (rustup target add {GUEST_TARGET})"),
+    )
+    .map_err(|e| {
+        format!("{e}\nxtask: the guests need the {GUEST_TARGET} standard library; install it with `rustup target add {GUEST_TARGET}`")
+    })
+}
+
 fn build_guests() -> Result<(), String> {
+    ensure_guest_target()?;
     let mut cmd = cargo();
     cmd.args(["build", "--release", "--target", "wasm32-wasip2"]);
     run(
