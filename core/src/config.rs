@@ -175,6 +175,42 @@ pub struct ClassConfig {
     /// Limits for this class, overriding `[limits]` key by key.
     #[serde(default)]
     pub limits: LimitOverrides,
+    /// A short title for the landing page (`/`), e.g. "AI chat room" (default: the
+    /// class name).
+    #[serde(default)]
+    pub title: Option<String>,
+    /// One sentence on what an object of the class is.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The object the landing page links to, e.g. `lobby` for `/chat/lobby` (default
+    /// `lobby`).
+    #[serde(default)]
+    pub start: Option<String>,
+    /// The class's docs: a guide bundled with lodge (`chat`, `document`, `game-protocol`,
+    /// `plugin-guide`, `operator-guide`) or an `http(s)://` URL.
+    #[serde(default)]
+    pub docs: Option<String>,
+}
+
+/// How the landing page presents a class.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClassAbout {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub start: Option<String>,
+    pub docs: Option<String>,
+}
+
+impl ClassConfig {
+    /// Its landing-page keys.
+    pub fn about(&self) -> ClassAbout {
+        ClassAbout {
+            title: self.title.clone(),
+            description: self.description.clone(),
+            start: self.start.clone(),
+            docs: self.docs.clone(),
+        }
+    }
 }
 
 /// `[classes.NAME.limits]`: any `[limits]` key, for one class.
@@ -220,13 +256,13 @@ impl Config {
         }
     }
 
-    /// The largest linear memory any class may use (sizes the instance pool's slots).
+    /// The largest linear memory any class may use (sizes the instance pool's slots):
+    /// the configured classes' and `[limits]`'s, which a class created by a deploy gets.
     pub fn max_memory_bytes(&self) -> u64 {
         self.classes
             .keys()
             .map(|c| self.class_limits(c).memory_bytes)
-            .max()
-            .unwrap_or(self.limits.memory_bytes)
+            .fold(self.limits.memory_bytes, u64::max)
     }
 }
 
@@ -288,19 +324,48 @@ pub const SHIPPED_GUESTS_DIR: &str = "guests/target/wasm32-wasip2/release";
 
 /// The classes served when no config file names any: the three shipped apps.
 pub fn shipped_classes(root: &Path) -> BTreeMap<String, ClassConfig> {
-    [("chat", "chat"), ("doc", "document"), ("game", "game")]
-        .into_iter()
-        .map(|(class, file)| {
-            (
-                class.to_string(),
-                ClassConfig {
-                    component: root.join(SHIPPED_GUESTS_DIR).join(format!("{file}.wasm")),
-                    settings: BTreeMap::new(),
-                    limits: LimitOverrides::default(),
-                },
-            )
-        })
-        .collect()
+    [
+        (
+            "chat",
+            "chat",
+            "AI chat room",
+            "A chat room per name, with an AI that answers `@ai` messages.",
+            "lobby",
+            "chat",
+        ),
+        (
+            "doc",
+            "document",
+            "Collaborative document",
+            "A shared text per name: edit it together, live, and restore older versions.",
+            "notes",
+            "document",
+        ),
+        (
+            "game",
+            "game",
+            "Connect Four",
+            "A game lobby per name: get paired with another player and play in real time.",
+            "lobby",
+            "game-protocol",
+        ),
+    ]
+    .into_iter()
+    .map(|(class, file, title, description, start, docs)| {
+        (
+            class.to_string(),
+            ClassConfig {
+                component: root.join(SHIPPED_GUESTS_DIR).join(format!("{file}.wasm")),
+                settings: BTreeMap::new(),
+                limits: LimitOverrides::default(),
+                title: Some(title.into()),
+                description: Some(description.into()),
+                start: Some(start.into()),
+                docs: Some(docs.into()),
+            },
+        )
+    })
+    .collect()
 }
 
 impl Config {
@@ -324,9 +389,21 @@ impl Config {
         Ok(config)
     }
 
-    /// Parses TOML text.
+    /// Parses TOML text. The error is one line: where, then what (`line 3, column 1:
+    /// unknown field ...`).
     pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        toml::from_str(text).map_err(|e| {
+            let what = e.message().trim().replace('\n', " ");
+            match e.span() {
+                Some(span) => {
+                    let before = &text[..span.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                    format!("line {line}, column {column}: {what}")
+                }
+                None => what,
+            }
+        })
     }
 
     /// Checks values serde cannot.
@@ -339,6 +416,13 @@ impl Config {
             if !crate::object::is_valid_class_name(name) {
                 return Err(invalid(format!(
                     "classes.{name}: a class name is 1-64 of a-z, 0-9, '-', '_' and starts with a letter"
+                )));
+            }
+            if let Some(start) = &class.start
+                && let Err(e) = crate::object::validate_name(start)
+            {
+                return Err(invalid(format!(
+                    "classes.{name}.start: not an object name ({e})"
                 )));
             }
             for (key, value) in &class.settings {
@@ -415,6 +499,8 @@ mod tests {
     fn unknown_keys_are_named() {
         let err = Config::parse("[runtime]\nidle_timeout = 5").unwrap_err();
         assert!(err.contains("idle_timeout"), "{err}");
+        assert!(err.starts_with("line 2, column 1: "), "{err}");
+        assert!(!err.contains('\n'), "{err}");
     }
 
     #[test]
@@ -428,7 +514,13 @@ mod tests {
         assert_eq!(a.max_ai_streams, 0);
         assert_eq!(a.cpu_ms_per_event, 100);
         assert_eq!(c.class_limits("other").max_ai_streams, 4);
-        assert_eq!(c.max_memory_bytes(), 1 << 20);
+        // A class created by a deploy gets `[limits]`, so the pool's slots fit those too.
+        assert_eq!(c.max_memory_bytes(), c.limits.memory_bytes);
+        let c = Config::parse(
+            "[classes.a]\ncomponent = \"a.wasm\"\n[classes.a.limits]\nmemory_bytes = 1073741824\n",
+        )
+        .unwrap();
+        assert_eq!(c.max_memory_bytes(), 1 << 30);
     }
 
     #[test]

@@ -30,7 +30,9 @@ pub enum StartError {
     },
     #[error("the wasmtime engine could not be configured: {0}")]
     Engine(String),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error(
+        "cannot listen on {addr}: {source} (another lodge or program may hold it: stop it, or choose other addresses with `listen` / `[admin] listen` in lodge.toml)"
+    )]
     Listen {
         addr: SocketAddr,
         source: std::io::Error,
@@ -48,6 +50,7 @@ pub struct Host {
     /// Where the admin API is bound.
     pub admin_addr: SocketAddr,
     pub runtime: Runtime,
+    record: Option<crate::admin::HostRecord>,
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
     admin: JoinHandle<()>,
@@ -61,18 +64,22 @@ impl Host {
         if config.classes.is_empty() {
             return Err(StartError::NoClasses);
         }
-        let admin_token = crate::admin::resolve_token(&config.admin, &config.data_dir)?;
+        let (admin_token, token_file) =
+            crate::admin::resolve_token(&config.admin, &config.data_dir)?;
         let store = Store::open(&config.data_dir)?;
         let engine = build_engine(&config.runtime, config.max_memory_bytes())
             .map_err(|e| StartError::Engine(format!("{e:#}")))?;
         let linker = bindings::linker(&engine).map_err(|e| StartError::Engine(format!("{e:#}")))?;
-        let registry =
-            Registry::open(engine.clone(), linker, &config.data_dir).map_err(|source| {
-                StartError::Class {
-                    class: "*".into(),
-                    source,
-                }
-            })?;
+        let registry = Registry::open(
+            engine.clone(),
+            linker,
+            &config.data_dir,
+            config.limits.clone(),
+        )
+        .map_err(|source| StartError::Class {
+            class: "*".into(),
+            source,
+        })?;
         for (name, class) in &config.classes {
             let settings: BTreeMap<String, String> = class
                 .settings
@@ -80,13 +87,26 @@ impl Host {
                 .map(|(k, v)| (k.clone(), setting_text(v)))
                 .collect();
             registry
-                .load_configured(name, &class.component, settings, config.class_limits(name))
+                .load_configured(
+                    name,
+                    &class.component,
+                    settings,
+                    config.class_limits(name),
+                    class.about(),
+                )
                 .map_err(|source| StartError::Class {
                     class: name.clone(),
                     source,
                 })?;
             let (current, _) = registry.versions(name).unwrap_or_default();
             tracing::info!(class = %name, version = current, "class loaded");
+        }
+        for (name, loaded) in registry.load_deployed() {
+            match loaded {
+                Ok(version) => tracing::info!(class = %name, version, "deployed class loaded"),
+                // One bad record must not keep every other class from serving.
+                Err(e) => tracing::error!(class = %name, error = %e, "deployed class not served"),
+            }
         }
         let registry = Arc::new(registry);
         let ticker =
@@ -119,6 +139,14 @@ impl Host {
                 addr: config.admin.listen,
                 source,
             })?;
+        // The local CLI finds a generated token from any folder through this record.
+        let record = token_file.map(|token_file| crate::admin::HostRecord {
+            admin_url: format!("http://{admin_addr}"),
+            token_file,
+        });
+        if let Some(record) = &record {
+            record.write(admin_addr);
+        }
         let admin = tokio::spawn({
             let runtime = runtime.clone();
             let admin_config = config.admin.clone();
@@ -131,6 +159,7 @@ impl Host {
         Ok(Host {
             addr,
             admin_addr,
+            record,
             admin,
             runtime,
             stop,
@@ -144,6 +173,9 @@ impl Host {
     /// 1001 and waits for the last commits.
     pub async fn shutdown(self, grace: Duration) {
         let _ = self.stop.send(true);
+        if let Some(record) = &self.record {
+            record.remove(self.admin_addr);
+        }
         let _ = self.server.await;
         let _ = self.admin.await;
         self.alarms.abort();

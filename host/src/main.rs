@@ -1,7 +1,10 @@
 //! The `lodge` binary: parses the command line, loads the config, runs the host until
-//! SIGINT/SIGTERM. Errors here carry context for the operator (anyhow).
+//! SIGINT/SIGTERM. Errors here carry context for the operator (anyhow) and are printed
+//! as one line saying what went wrong and what to do; the chain with a backtrace only
+//! with `-v` or `RUST_BACKTRACE=full` (a panic, a real bug, still prints its own).
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -17,6 +20,9 @@ mod cli;
     about = "A self-hosted runtime for stateful durable objects (WebAssembly components)."
 )]
 struct Cli {
+    /// On an error, print its whole chain and backtrace.
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -26,7 +32,8 @@ enum Command {
     /// Serve the configured object classes over HTTP and WebSockets (the default).
     Serve(ServeArgs),
     /// Deploy a new version of a class to the running host (compiled and validated
-    /// before it switches; open WebSockets stay connected).
+    /// before it switches; open WebSockets stay connected). A class the host does not
+    /// serve yet is created.
     Deploy {
         /// The class, e.g. `chat`.
         class: String,
@@ -47,6 +54,18 @@ enum Command {
     },
     /// List a class's kept versions.
     Versions {
+        class: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List the classes the host serves.
+    Classes {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Stop serving a class that a deploy created (its sockets close; its objects and
+    /// versions are kept, and deploying it again serves them).
+    Remove {
         class: String,
         #[command(flatten)]
         admin: AdminArgs,
@@ -138,9 +157,13 @@ struct AdminArgs {
     /// The admin API, e.g. http://127.0.0.1:8788 (default: `admin.listen` of the config).
     #[arg(long, env = "LODGE_ADMIN_URL")]
     admin_url: Option<String>,
-    /// The bearer token (default: $LODGE_ADMIN_TOKEN, else <data_dir>/admin.token).
+    /// The bearer token (default: $LODGE_ADMIN_TOKEN, else <data_dir>/admin.token, else
+    /// the token file of the host listening on the admin address).
     #[arg(long, env = "LODGE_ADMIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Print the admin API's JSON reply instead of a table or sentence.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args, Default)]
@@ -163,8 +186,30 @@ struct ServeArgs {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    let verbose = cli.verbose;
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e, verbose);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One line for the person at the terminal; the chain and backtrace (captured when
+/// `RUST_BACKTRACE` is set) only when asked for with `-v` or `RUST_BACKTRACE=full`.
+fn report(e: &anyhow::Error, verbose: bool) {
+    let line = format!("{e:#}").replace('\n', " ");
+    eprintln!("lodge: {line}");
+    let full = std::env::var("RUST_BACKTRACE").is_ok_and(|v| v == "full");
+    if verbose || full {
+        eprintln!("\n{e:?}");
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     let args = match cli.command {
         Some(Command::Serve(a)) => a,
         None => ServeArgs::default(),
@@ -173,7 +218,11 @@ fn main() -> Result<()> {
             file,
             label,
             admin,
-        }) => return cli::deploy(&admin.client()?, &class, &file, label.as_deref()),
+        }) => {
+            // A missing file is the user's to fix before any host is asked.
+            cli::read_component(&file)?;
+            return cli::deploy(&admin.client()?, &class, &file, label.as_deref());
+        }
         Some(Command::Rollback {
             class,
             version,
@@ -182,6 +231,8 @@ fn main() -> Result<()> {
         Some(Command::Versions { class, admin }) => {
             return cli::versions(&admin.client()?, &class);
         }
+        Some(Command::Classes { admin }) => return cli::classes(&admin.client()?),
+        Some(Command::Remove { class, admin }) => return cli::remove(&admin.client()?, &class),
         Some(Command::Ops(op)) => return ops(op),
         Some(Command::Dev { guests, admin }) => {
             let config = admin.config()?;
@@ -219,23 +270,20 @@ impl AdminArgs {
             .unwrap_or_else(|| format!("http://{}", config.admin.listen));
         let token = match &self.token {
             Some(t) => t.clone(),
-            None => match std::env::var(&config.admin.token_env)
-                .ok()
-                .filter(|t| !t.is_empty())
-                .or_else(|| config.admin.token.clone())
-            {
-                Some(t) => t,
-                None => {
-                    let path = lodge::admin::token_file(&config.data_dir);
-                    std::fs::read_to_string(&path)
-                        .with_context(|| format!("reading the admin token from {} (or set LODGE_ADMIN_TOKEN / --token)", path.display()))?
-                        .trim()
-                        .to_string()
-                }
-            },
+            None => {
+                let admin =
+                    admin_addr(&base).or(self.admin_url.is_none().then_some(config.admin.listen));
+                lodge::admin::token_for_cli(&config.admin, &config.data_dir, admin)?
+            }
         };
-        Ok(cli::AdminClient::new(base, token))
+        cli::AdminClient::new(base, token, self.json)
     }
+}
+
+/// The socket address in an admin URL such as `http://127.0.0.1:8788/`.
+fn admin_addr(url: &str) -> Option<std::net::SocketAddr> {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    rest.split('/').next()?.parse().ok()
 }
 
 /// The config file named, else ./lodge.toml, else the defaults.

@@ -3,11 +3,11 @@
 //! the operator's bearer token, compared in constant time. Uploads are size-limited,
 //! and a component is compiled, validated and instantiated once before it can serve.
 
+pub mod api;
 mod token;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -18,14 +18,17 @@ use hyper::header::{self, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use serde_json::{Value, json};
+use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::AdminConfig;
 use crate::registry::RegistryError;
 use crate::runtime::Runtime;
-pub use token::{TokenError, resolve_token};
+pub use token::{
+    HostRecord, TokenError, configured_token, host_record_path, resolve_token, token_file,
+    token_for_cli,
+};
 
 type HttpResponse = hyper::Response<Full<Bytes>>;
 
@@ -79,8 +82,9 @@ pub fn is_loopback(addr: &SocketAddr) -> bool {
     addr.ip().is_loopback()
 }
 
-fn reply(status: StatusCode, body: Value) -> HttpResponse {
-    let mut resp = hyper::Response::new(Full::new(Bytes::from(body.to_string())));
+fn reply(status: StatusCode, body: &impl Serialize) -> HttpResponse {
+    let body = serde_json::to_vec(body).expect("admin replies serialize");
+    let mut resp = hyper::Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -90,7 +94,16 @@ fn reply(status: StatusCode, body: Value) -> HttpResponse {
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
-    reply(status, json!({ "error": message.into() }))
+    reply(
+        status,
+        &api::ErrorReply {
+            error: message.into(),
+        },
+    )
+}
+
+fn ok(body: &impl Serialize) -> HttpResponse {
+    reply(StatusCode::OK, body)
 }
 
 fn registry_error(e: &RegistryError) -> HttpResponse {
@@ -100,7 +113,9 @@ fn registry_error(e: &RegistryError) -> HttpResponse {
         }
         RegistryError::Compile { .. }
         | RegistryError::World { .. }
+        | RegistryError::InvalidClassName(_)
         | RegistryError::NothingToRollBack(_) => StatusCode::BAD_REQUEST,
+        RegistryError::Configured(_) => StatusCode::CONFLICT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error(status, e.to_string())
@@ -122,8 +137,16 @@ async fn handle(admin: &Admin, req: hyper::Request<Incoming>) -> HttpResponse {
     let method = req.method().clone();
     // Health checks reveal nothing and must work for probes without secrets.
     match (method.clone(), path.as_str()) {
-        (Method::GET, "/healthz") => return reply(StatusCode::OK, json!({ "status": "ok" })),
-        (Method::GET, "/readyz") => return reply(StatusCode::OK, json!({ "status": "ready" })),
+        (Method::GET, "/healthz") => {
+            return ok(&api::Health {
+                status: "ok".into(),
+            });
+        }
+        (Method::GET, "/readyz") => {
+            return ok(&api::Health {
+                status: "ready".into(),
+            });
+        }
         _ => {}
     }
     let presented = req
@@ -147,29 +170,42 @@ async fn handle(admin: &Admin, req: hyper::Request<Incoming>) -> HttpResponse {
         (Method::GET, ["metrics"]) => metrics(admin),
         (Method::GET, ["classes"]) => {
             let registry = admin.runtime.registry();
-            let classes: Vec<Value> = registry
+            let classes: Vec<api::ClassSummary> = registry
                 .names()
                 .into_iter()
-                .map(|name| {
-                    let current = registry.versions(&name).map(|(c, _)| c);
-                    json!({ "class": name, "current": current })
+                .filter_map(|name| {
+                    let class = registry.class(&name)?;
+                    Some(api::ClassSummary {
+                        current: class.current().number,
+                        origin: class.origin.into(),
+                        class: name,
+                    })
                 })
                 .collect();
-            reply(StatusCode::OK, json!(classes))
+            ok(&classes)
         }
+        (Method::DELETE, ["classes", class]) => remove_class(admin, class),
         (Method::GET, ["classes", class, "versions"]) => {
             match admin.runtime.registry().versions(class) {
-                Some((current, versions)) => reply(
-                    StatusCode::OK,
-                    json!({ "class": class, "current": current, "versions": versions.iter().map(|v| json!({
-                        "version": v.number,
-                        "hash": v.hash,
-                        "deployed_at_ms": v.deployed_at_ms,
-                        "label": v.label,
-                        "source": v.source,
-                        "current": v.number == current,
-                    })).collect::<Vec<_>>() }),
-                ),
+                Some((current, versions)) => ok(&api::Versions {
+                    class: class.to_string(),
+                    current,
+                    versions: versions
+                        .iter()
+                        .map(|v| api::VersionEntry {
+                            version: v.number,
+                            hash: v.hash.clone(),
+                            deployed_at_ms: v.deployed_at_ms,
+                            label: v.label.clone(),
+                            source: match v.source {
+                                crate::registry::Source::Config => "config",
+                                crate::registry::Source::Deploy => "deploy",
+                            }
+                            .to_string(),
+                            current: v.number == current,
+                        })
+                        .collect(),
+                }),
                 None => error(StatusCode::NOT_FOUND, format!("no class named '{class}'")),
             }
         }
@@ -210,10 +246,10 @@ async fn handle(admin: &Admin, req: hyper::Request<Incoming>) -> HttpResponse {
                 Ok(version) => {
                     tracing::info!(class = %class, version, "rolled back");
                     admin.deploys.fetch_add(1, Ordering::Relaxed);
-                    reply(
-                        StatusCode::OK,
-                        json!({ "class": class, "version": version }),
-                    )
+                    ok(&api::RollbackReply {
+                        class: class.to_string(),
+                        version,
+                    })
                 }
                 Err(e) => registry_error(&e),
             }
@@ -222,13 +258,10 @@ async fn handle(admin: &Admin, req: hyper::Request<Incoming>) -> HttpResponse {
         (Method::GET, ["classes", class, "objects", name]) => inspect(admin, class, name),
         (Method::POST, ["classes", class, "objects", name, "evict"]) => {
             match object_ref(admin, class, name) {
-                Ok(object) => {
-                    let had = admin.runtime.evict(object.id);
-                    reply(
-                        StatusCode::OK,
-                        json!({ "object": object.to_string(), "evicted": had }),
-                    )
-                }
+                Ok(object) => ok(&api::EvictReply {
+                    evicted: admin.runtime.evict(object.id),
+                    object: object.to_string(),
+                }),
                 Err(resp) => resp,
             }
         }
@@ -238,10 +271,10 @@ async fn handle(admin: &Admin, req: hyper::Request<Incoming>) -> HttpResponse {
                 Err(resp) => return resp,
             };
             match admin.runtime.delete(&object).await {
-                Ok(()) => reply(
-                    StatusCode::OK,
-                    json!({ "object": object.to_string(), "deleted": true }),
-                ),
+                Ok(()) => ok(&api::DeleteReply {
+                    object: object.to_string(),
+                    deleted: true,
+                }),
                 Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             }
         }
@@ -259,10 +292,11 @@ async fn handle(admin: &Admin, req: hyper::Request<Incoming>) -> HttpResponse {
             })
             .await;
             match result {
-                Ok(Ok(summary)) => reply(
-                    StatusCode::OK,
-                    json!({ "dir": dir, "objects": summary.objects, "components": summary.components }),
-                ),
+                Ok(Ok(summary)) => ok(&api::BackupReply {
+                    dir,
+                    objects: summary.objects,
+                    components: summary.components,
+                }),
                 Ok(Err(e @ crate::backup::BackupError::Exists(_))) => {
                     error(StatusCode::CONFLICT, e.to_string())
                 }
@@ -301,32 +335,37 @@ fn list_objects(admin: &Admin, class: &str) -> HttpResponse {
         Ok(o) => o,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    let list: Vec<Value> = objects
+    let list: Vec<api::ObjectSummary> = objects
         .into_iter()
         .filter(|(_, meta)| meta.class == class)
         .map(|(id, meta)| {
             let status = admin.runtime.status(id);
-            let alarm = store.alarm(id).ok().flatten().map(|a| a.at_ms);
-            json!({
-                "name": meta.name,
-                "id": id.to_hex(),
-                "live": status.live,
-                "sockets": status.sockets,
-                "storage_bytes": meta.usage,
-                "next_alarm_ms": alarm,
-            })
+            api::ObjectSummary {
+                name: meta.name,
+                id: id.to_hex(),
+                live: status.live,
+                sockets: status.sockets,
+                storage_bytes: meta.usage,
+                next_alarm_ms: store.alarm(id).ok().flatten().map(|a| a.at_ms),
+            }
         })
         .collect();
-    reply(StatusCode::OK, json!(list))
+    ok(&list)
 }
 
-/// Bytes as text when they are UTF-8 without control characters, else as hex.
-fn show(bytes: &[u8]) -> Value {
-    match std::str::from_utf8(bytes) {
-        Ok(s) if !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') => {
-            json!({ "text": s })
+/// Stops serving a class a deploy created; a configured class is refused (409).
+fn remove_class(admin: &Admin, class: &str) -> HttpResponse {
+    match admin.runtime.registry().remove(class) {
+        Ok(()) => {
+            let sockets_closed = admin.runtime.close_class(class);
+            tracing::info!(class = %class, sockets_closed, "class removed");
+            admin.deploys.fetch_add(1, Ordering::Relaxed);
+            ok(&api::RemoveReply {
+                class: class.to_string(),
+                sockets_closed,
+            })
         }
-        _ => json!({ "hex": hex::encode(bytes) }),
+        Err(e) => registry_error(&e),
     }
 }
 
@@ -344,17 +383,23 @@ fn inspect(admin: &Admin, class: &str, name: &str) -> HttpResponse {
     };
     let status = admin.runtime.status(object.id);
     let alarm = store.alarm(object.id).ok().flatten();
-    reply(
-        StatusCode::OK,
-        json!({
-            "object": object.to_string(),
-            "id": object.id.to_hex(),
-            "live": status.live,
-            "sockets": status.sockets,
-            "alarm": alarm.map(|a| json!({ "at_ms": a.at_ms, "retry": a.retry })),
-            "entries": entries.iter().map(|(k, v)| json!({ "key": show(k), "value": show(v) })).collect::<Vec<_>>(),
+    ok(&api::ObjectDetail {
+        object: object.to_string(),
+        id: object.id.to_hex(),
+        live: status.live,
+        sockets: status.sockets,
+        alarm: alarm.map(|a| api::AlarmInfo {
+            at_ms: a.at_ms,
+            retry: a.retry,
         }),
-    )
+        entries: entries
+            .iter()
+            .map(|(k, v)| api::Entry {
+                key: api::Shown::of(k),
+                value: api::Shown::of(v),
+            })
+            .collect(),
+    })
 }
 
 async fn deploy(admin: &Admin, class: String, body: Bytes, label: Option<String>) -> HttpResponse {
@@ -368,10 +413,13 @@ async fn deploy(admin: &Admin, class: String, body: Bytes, label: Option<String>
     let version = match staged {
         Ok(Ok(Ok(version))) => version,
         Ok(Ok(Err(unchanged))) => {
-            return reply(
-                StatusCode::OK,
-                json!({ "class": class, "version": unchanged.version, "hash": unchanged.hash, "unchanged": true }),
-            );
+            return ok(&api::DeployReply {
+                class,
+                version: unchanged.version,
+                hash: unchanged.hash,
+                unchanged: true,
+                created: false,
+            });
         }
         Ok(Err(e)) => {
             tracing::warn!(class = %class, error = %e, "deploy refused");
@@ -397,12 +445,15 @@ async fn deploy(admin: &Admin, class: String, body: Bytes, label: Option<String>
         .commit_deploy(&class, &body, version, label)
     {
         Ok(done) => {
-            tracing::info!(class = %class, version = done.version, hash = %&done.hash[..12], "deployed");
+            tracing::info!(class = %class, version = done.version, hash = %&done.hash[..12], created = done.created, "deployed");
             admin.deploys.fetch_add(1, Ordering::Relaxed);
-            reply(
-                StatusCode::OK,
-                json!({ "class": class, "version": done.version, "hash": done.hash, "unchanged": false }),
-            )
+            ok(&api::DeployReply {
+                class,
+                version: done.version,
+                hash: done.hash,
+                unchanged: false,
+                created: done.created,
+            })
         }
         Err(e) => registry_error(&e),
     }
@@ -553,7 +604,11 @@ fn metrics(admin: &Admin) -> HttpResponse {
     resp
 }
 
-/// Where the generated token is kept.
-pub fn token_file(data_dir: &Path) -> std::path::PathBuf {
-    data_dir.join("admin.token")
+impl From<crate::registry::Origin> for api::ClassOrigin {
+    fn from(o: crate::registry::Origin) -> Self {
+        match o {
+            crate::registry::Origin::Config => api::ClassOrigin::Config,
+            crate::registry::Origin::Deploy => api::ClassOrigin::Deploy,
+        }
+    }
 }

@@ -40,6 +40,14 @@ pub struct ClassRecord {
     #[serde(default)]
     pub config_hash: Option<String>,
     pub versions: Vec<VersionInfo>,
+    /// The class was created by a deploy, not named in the config: the host serves it
+    /// at start from its current version, with the host-wide `[limits]` and no settings.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub created_by_deploy: bool,
+    /// Removed through the admin API: not served. Its versions stay (and its objects
+    /// in storage), so deploying the class again brings it back where it was.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub removed: bool,
 }
 
 impl ClassRecord {

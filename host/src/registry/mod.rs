@@ -7,6 +7,12 @@
 //! is validated by pre-instantiating it against the host's linker: a component that
 //! imports anything lodge does not provide, or does not export the `object-class`
 //! world, is refused before it can serve.
+//!
+//! A class comes from the config file (loaded at every start, its settings and limits
+//! from there) or from a deploy of a name the host does not serve yet (created live, like
+//! `wrangler deploy`; recorded in the manifest and loaded at every start from its current
+//! version). Only deployed classes can be removed through the admin API: a configured
+//! one would come back at the next start, so the config is where it is removed.
 
 mod manifest;
 
@@ -43,6 +49,12 @@ pub enum RegistryError {
     },
     #[error("no class named '{0}'")]
     UnknownClass(String),
+    #[error(
+        "'{0}' is not a valid class name: use 1-64 of a-z, 0-9, '-' and '_', starting with a letter"
+    )]
+    InvalidClassName(String),
+    #[error("class '{0}' is named in the host's config file: remove it there and restart the host")]
+    Configured(String),
     #[error("class '{class}' has no version {version}")]
     UnknownVersion { class: String, version: u64 },
     #[error("class '{0}' has no earlier version to roll back to")]
@@ -61,6 +73,17 @@ pub struct Deployed {
     pub hash: String,
     /// The same bytes were already the current version: nothing changed.
     pub unchanged: bool,
+    /// The deploy created the class (it was not served before).
+    pub created: bool,
+}
+
+/// Where a class comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Named in the config file.
+    Config,
+    /// Created by a deploy through the admin API.
+    Deploy,
 }
 
 fn now_ms() -> u64 {
@@ -85,6 +108,9 @@ pub struct Class {
     pub settings: Arc<BTreeMap<String, String>>,
     /// The class's limits (`[limits]` with its overrides).
     pub limits: crate::config::Limits,
+    pub origin: Origin,
+    /// How the landing page presents it (`[classes.NAME]` title, description, ...).
+    pub about: crate::config::ClassAbout,
     current: RwLock<Arc<ClassVersion>>,
 }
 
@@ -110,6 +136,8 @@ pub struct Registry {
     classes: RwLock<BTreeMap<String, Arc<Class>>>,
     /// Serialises changes to the manifest (deploys, rollbacks).
     manifest: Mutex<Manifest>,
+    /// The limits of classes created by a deploy (`[limits]`).
+    default_limits: crate::config::Limits,
 }
 
 impl Registry {
@@ -118,6 +146,7 @@ impl Registry {
         engine: Engine,
         linker: Linker<HostState>,
         data_dir: &Path,
+        default_limits: crate::config::Limits,
     ) -> Result<Registry, RegistryError> {
         let manifest = Manifest::load(data_dir).map_err(|source| RegistryError::Manifest {
             path: data_dir.to_path_buf(),
@@ -130,6 +159,7 @@ impl Registry {
             cache_dir: data_dir.join("components"),
             classes: RwLock::new(BTreeMap::new()),
             manifest: Mutex::new(manifest),
+            default_limits,
         })
     }
 
@@ -172,6 +202,7 @@ impl Registry {
         component: &Path,
         settings: BTreeMap<String, String>,
         limits: crate::config::Limits,
+        about: crate::config::ClassAbout,
     ) -> Result<(), RegistryError> {
         let bytes = std::fs::read(component).map_err(|source| RegistryError::Read {
             path: component.to_path_buf(),
@@ -213,8 +244,40 @@ impl Registry {
             self.prepare_kept(&current)?
         };
         self.save(&manifest_copy)?;
-        self.insert(name, settings, limits, version);
+        self.insert(name, settings, limits, Origin::Config, about, version);
         Ok(())
+    }
+
+    /// Serves every class a deploy created (and nobody removed) that the config does not
+    /// name, from its current version. A class that cannot be loaded is skipped and
+    /// reported, so one bad record never keeps the host from starting.
+    pub fn load_deployed(&self) -> Vec<(String, Result<u64, RegistryError>)> {
+        let wanted: Vec<(String, VersionInfo)> = {
+            let manifest = self.manifest.lock().expect("manifest lock");
+            manifest
+                .classes
+                .iter()
+                .filter(|(name, r)| r.created_by_deploy && !r.removed && self.class(name).is_none())
+                .filter_map(|(name, r)| Some((name.clone(), r.version(r.current)?.clone())))
+                .collect()
+        };
+        wanted
+            .into_iter()
+            .map(|(name, info)| {
+                let loaded = self.prepare_kept(&info).map(|version| {
+                    self.insert(
+                        &name,
+                        BTreeMap::new(),
+                        self.default_limits.clone(),
+                        Origin::Deploy,
+                        Default::default(),
+                        version,
+                    );
+                    info.number
+                });
+                (name, loaded)
+            })
+            .collect()
     }
 
     fn prepare_kept(&self, info: &VersionInfo) -> Result<ClassVersion, RegistryError> {
@@ -229,11 +292,12 @@ impl Registry {
         class: &str,
         bytes: &[u8],
     ) -> Result<Result<ClassVersion, Deployed>, RegistryError> {
-        let Some(_) = self.class(class) else {
-            return Err(RegistryError::UnknownClass(class.to_string()));
-        };
+        let served = self.class(class).is_some();
+        if !served && !crate::object::is_valid_class_name(class) {
+            return Err(RegistryError::InvalidClassName(class.to_string()));
+        }
         let hash = hex::encode(Sha256::digest(bytes));
-        {
+        if served {
             let manifest = self.manifest.lock().expect("manifest lock");
             if let Some(record) = manifest.classes.get(class)
                 && let Some(current) = record.version(record.current)
@@ -243,6 +307,7 @@ impl Registry {
                     version: current.number,
                     hash,
                     unchanged: true,
+                    created: false,
                 }));
             }
         }
@@ -250,7 +315,8 @@ impl Registry {
         Ok(Ok(version))
     }
 
-    /// Records a staged version and makes it current.
+    /// Records a staged version and makes it current, creating the class (with the
+    /// host-wide limits and no settings) when the host does not serve it yet.
     pub fn commit_deploy(
         &self,
         class: &str,
@@ -258,12 +324,15 @@ impl Registry {
         mut version: ClassVersion,
         label: Option<String>,
     ) -> Result<Deployed, RegistryError> {
-        let entry = self
-            .class(class)
-            .ok_or_else(|| RegistryError::UnknownClass(class.to_string()))?;
         self.keep_bytes(&version.hash, bytes)?;
         let mut manifest = self.manifest.lock().expect("manifest lock");
+        // Under the manifest lock, so two deploys creating one class do not both insert.
+        let entry = self.class(class);
         let record = manifest.classes.entry(class.to_string()).or_default();
+        if entry.is_none() {
+            record.created_by_deploy = true;
+            record.removed = false;
+        }
         let number = match record.by_hash(&version.hash) {
             Some(v) => v.number,
             None => {
@@ -283,13 +352,44 @@ impl Registry {
         self.save(&copy)?;
         version.number = number;
         let hash = version.hash.clone();
-        entry.switch_to(Arc::new(version));
+        let created = entry.is_none();
+        match entry {
+            Some(entry) => entry.switch_to(Arc::new(version)),
+            None => self.insert(
+                class,
+                BTreeMap::new(),
+                self.default_limits.clone(),
+                Origin::Deploy,
+                Default::default(),
+                version,
+            ),
+        }
         drop(manifest);
         Ok(Deployed {
             version: number,
             hash,
             unchanged: false,
+            created,
         })
+    }
+
+    /// Stops serving a class a deploy created. Its versions stay recorded and its
+    /// objects stay in storage: deploying the class again brings both back.
+    pub fn remove(&self, class: &str) -> Result<(), RegistryError> {
+        let entry = self
+            .class(class)
+            .ok_or_else(|| RegistryError::UnknownClass(class.to_string()))?;
+        if entry.origin == Origin::Config {
+            return Err(RegistryError::Configured(class.to_string()));
+        }
+        let mut manifest = self.manifest.lock().expect("manifest lock");
+        if let Some(record) = manifest.classes.get_mut(class) {
+            record.removed = true;
+        }
+        let copy = manifest.clone();
+        self.save(&copy)?;
+        self.classes.write().expect("registry lock").remove(class);
+        Ok(())
     }
 
     /// Makes a kept version current again: `to`, or the newest one before the current.
@@ -440,12 +540,16 @@ impl Registry {
         name: &str,
         settings: BTreeMap<String, String>,
         limits: crate::config::Limits,
+        origin: Origin,
+        about: crate::config::ClassAbout,
         version: ClassVersion,
     ) {
         let class = Arc::new(Class {
             name: Arc::from(name),
             settings: Arc::new(settings),
             limits,
+            origin,
+            about,
             current: RwLock::new(Arc::new(version)),
         });
         self.classes

@@ -461,6 +461,34 @@ impl Runtime {
         }
     }
 
+    /// After its class was removed: closes every socket of the class's objects on this
+    /// host (1001) and drops their instances. Returns how many sockets were closed.
+    pub fn close_class(&self, class: &str) -> usize {
+        let entries: Vec<Arc<ObjectEntry>> = self
+            .inner
+            .directory
+            .lock()
+            .expect("directory lock")
+            .values()
+            .filter(|e| &*e.object.class == class)
+            .cloned()
+            .collect();
+        let mut closed = 0;
+        for entry in entries {
+            {
+                let mut sockets = entry.sockets.lock().expect("socket table lock");
+                for id in sockets.ids() {
+                    let reason = "the class was removed from this host".to_string();
+                    if sockets.push(id, Outbound::Close(1001, reason)).is_ok() {
+                        closed += 1;
+                    }
+                }
+            }
+            let _ = entry.control.send(Envelope::Evict);
+        }
+        closed
+    }
+
     /// Deletes an object: closes its sockets (1000), erases its storage and alarm.
     pub async fn delete(&self, object: &ObjectRef) -> Result<(), EventError> {
         let (done, rx) = oneshot::channel();

@@ -3,6 +3,7 @@
 //! errors) into HTTP responses with JSON error bodies. It holds no object state.
 
 pub use lodge_core::routes;
+mod pages;
 mod ws;
 
 use std::convert::Infallible;
@@ -108,9 +109,12 @@ fn event_error(e: &EventError, object: &ObjectRef) -> HttpResponse {
 
 async fn handle(shared: &Shared, mut req: hyper::Request<Incoming>) -> HttpResponse {
     let path = req.uri().path().to_string();
+    if let Some(guide) = path.strip_prefix(pages::DOCS_PREFIX.trim_end_matches('/')) {
+        return docs(guide);
+    }
     let route = match routes::parse(&path) {
         Ok(r) => r,
-        Err(RouteError::Root) => return index(shared),
+        Err(RouteError::Root) => return index(shared, &req),
         Err(RouteError::NoName(class)) => {
             if shared.runtime.registry().class(&class).is_none() {
                 return error(
@@ -224,18 +228,75 @@ async fn handle(shared: &Shared, mut req: hyper::Request<Incoming>) -> HttpRespo
     }
 }
 
-fn index(shared: &Shared) -> HttpResponse {
-    let body = json!({
-        "service": "lodge",
-        "classes": shared.runtime.registry().names(),
-        "routes": "/{class}/{name}/...",
-    });
-    let mut resp = hyper::Response::new(Full::new(Bytes::from(body.to_string())));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+/// A page of the host's own (text or HTML).
+fn own_page(status: StatusCode, content_type: &'static str, body: String) -> HttpResponse {
+    let mut resp = hyper::Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     resp
+}
+
+/// `/`: the landing page, or its JSON for clients that ask for JSON.
+fn index(shared: &Shared, req: &hyper::Request<Incoming>) -> HttpResponse {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "the landing page answers GET",
+            None,
+        );
+    }
+    let registry = shared.runtime.registry();
+    let cards: Vec<pages::ClassCard> = registry
+        .names()
+        .into_iter()
+        .filter_map(|name| {
+            let class = registry.class(&name)?;
+            Some(pages::ClassCard::new(
+                &name,
+                class.current().number,
+                &class.about,
+            ))
+        })
+        .collect();
+    let wants_json = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"));
+    if wants_json {
+        let body = serde_json::to_string(&pages::Index::new(&cards)).expect("the index serializes");
+        return own_page(StatusCode::OK, "application/json", body);
+    }
+    own_page(
+        StatusCode::OK,
+        "text/html; charset=utf-8",
+        pages::index_html(&cards),
+    )
+}
+
+/// `/_lodge/docs/[guide]`: the bundled guides.
+fn docs(rest: &str) -> HttpResponse {
+    match rest.trim_matches('/') {
+        "" => own_page(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            pages::docs_index_html(),
+        ),
+        name => match pages::guide(name) {
+            Some(guide) => own_page(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                pages::guide_html(guide),
+            ),
+            None => error(
+                StatusCode::NOT_FOUND,
+                format!("no guide named '{name}' (see {})", pages::DOCS_PREFIX),
+                None,
+            ),
+        },
+    }
 }
 
 fn convert_headers(map: &hyper::HeaderMap) -> Vec<Header> {
