@@ -529,4 +529,24 @@ mod tests {
         let err = c.validate("test").unwrap_err().to_string();
         assert!(err.contains("classes.Bad"), "{err}");
     }
+
+    #[test]
+    fn the_documented_config_is_the_default_and_presents_the_shipped_classes_alike() {
+        let text = include_str!("../../lodge.toml");
+        let documented = Config::parse(text).unwrap();
+        documented.validate("lodge.toml").unwrap();
+        let shipped = shipped_classes(Path::new(""));
+        assert_eq!(
+            documented.classes.keys().collect::<Vec<_>>(),
+            shipped.keys().collect::<Vec<_>>()
+        );
+        for (name, class) in &documented.classes {
+            assert_eq!(class.about(), shipped[name].about(), "classes.{name}");
+            assert_eq!(class.component, shipped[name].component, "classes.{name}");
+        }
+        let defaults = Config::default();
+        assert_eq!(documented.limits, defaults.limits);
+        assert_eq!(documented.listen, defaults.listen);
+        assert_eq!(documented.data_dir, defaults.data_dir);
+    }
 }

@@ -201,7 +201,18 @@ fn main() -> ExitCode {
 /// One line for the person at the terminal; the chain and backtrace (captured when
 /// `RUST_BACKTRACE` is set) only when asked for with `-v` or `RUST_BACKTRACE=full`.
 fn report(e: &anyhow::Error, verbose: bool) {
-    let line = format!("{e:#}").replace('\n', " ");
+    // The chain joined by ": ", leaving out a cause its wrapper already quotes.
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if line.contains(text.trim()) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(text.trim());
+    }
     eprintln!("lodge: {line}");
     let full = std::env::var("RUST_BACKTRACE").is_ok_and(|v| v == "full");
     if verbose || full {

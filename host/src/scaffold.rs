@@ -169,10 +169,13 @@ pub fn cli(parent: &Path, name: &str, sdk: Option<&Path>) -> Result<(), Scaffold
         "  cargo build --release --target wasm32-wasip2    # -> target/wasm32-wasip2/release/{lib}.wasm"
     );
     println!(
-        "  lodge serve --config lodge.toml                 # then open http://127.0.0.1:8787/{name}/lobby/"
+        "  lodge deploy {name} target/wasm32-wasip2/release/{lib}.wasm   # into the running host"
     );
+    println!("  # then open http://127.0.0.1:8787/{name}/lobby/");
     println!();
-    println!("README.md in the crate has the rest (deploying new versions, lodge dev).");
+    println!(
+        "README.md in the crate has the rest (new versions, rollback, lodge dev, a host of its own)."
+    );
     Ok(())
 }
 
@@ -301,9 +304,45 @@ runs the unit tests of `src/book.rs` natively: the rules of the guestbook are pl
 functions with no lodge imports, so they need no host. For end-to-end tests against a real
 host, see "Testing a class" in the lodge plugin guide (`docs/plugin-guide.md`).
 
-## Run
+## Deploy into a running host
 
-`lodge.toml` in this folder serves this class alone:
+`lodge` is the binary of the lodge checkout (`cargo install --path host` there puts it on
+your PATH; `cargo run --release -p lodge --` there runs it too). With a lodge host running
+on this machine (`cargo xtask serve` in the checkout, or any `lodge serve`), build the class
+and deploy it. The first deploy creates the class on the host, without a restart and
+without touching anyone connected to its other classes:
+
+```sh
+cargo build --release --target wasm32-wasip2
+lodge deploy __NAME__ target/wasm32-wasip2/release/__LIB__.wasm --label "first version"
+lodge versions __NAME__
+```
+
+Then open http://127.0.0.1:8787/__NAME__/lobby/ (the host's landing page at
+http://127.0.0.1:8787/ lists it too). The CLI talks to the admin API on 127.0.0.1:8788 and
+finds the token the host generated on its own, from any folder (`--admin-url` and
+`--token` point it elsewhere). A class created this way runs with the host's `[limits]`
+and no settings, so `max_text_len` is the class's default (500).
+
+Deploy again after every change: open WebSockets stay connected and each book moves to the
+new version at its next event. A component that does not compile or does not fit the
+`lodge:object` world is refused and the running version keeps serving.
+
+```sh
+lodge rollback __NAME__      # back to the version before
+lodge remove __NAME__        # stop serving the class (its books are kept for a later deploy)
+```
+
+Or let lodge rebuild and deploy on every save:
+
+```sh
+lodge dev --guests . --config lodge.toml
+```
+
+## Run it on a host of its own
+
+`lodge.toml` in this folder serves this class alone, with its setting (stop the other host
+first, or change `listen` and `[admin] listen`, since both use the default ports):
 
 ```toml
 listen = "127.0.0.1:8787"
@@ -323,30 +362,9 @@ curl -X POST http://127.0.0.1:8787/__NAME__/lobby/entries -d '{"name":"ada","tex
 curl http://127.0.0.1:8787/__NAME__/lobby/entries
 ```
 
-To add the class to an existing host instead, copy the `[classes.__NAME__]` table into its
-config (with an absolute `component` path, or one relative to that config file).
-
-## Deploy a new version
-
-With the host running, build and deploy; open WebSockets stay connected and each book moves
-to the new version at its next event:
-
-```sh
-cargo build --release --target wasm32-wasip2
-lodge deploy __NAME__ target/wasm32-wasip2/release/__LIB__.wasm --config lodge.toml --label "my change"
-lodge versions __NAME__ --config lodge.toml
-lodge rollback __NAME__ --config lodge.toml      # back to the version before
-```
-
-`--config` tells the CLI where the host's admin API listens and where its data dir (with the
-generated `admin.token`) is. A component that does not compile or does not fit the
-`lodge:object` world is refused and the running version keeps serving.
-
-Or let lodge rebuild and deploy on every save:
-
-```sh
-lodge dev --guests . --config lodge.toml
-```
+The deploy commands above work the same against it. To add the class to an existing host's
+config instead, copy the `[classes.__NAME__]` table into it (with an absolute `component`
+path, or one relative to that config file) and restart that host.
 
 ## Where things are
 

@@ -58,8 +58,13 @@ pub fn guest(name: &str) -> PathBuf {
         .join(format!("{name}.wasm"))
 }
 
-/// A class: its name, component file and settings (TOML values).
-type ClassEntry = (String, PathBuf, Vec<(String, String)>);
+/// A class: its name, component file, settings and keys of its table (TOML values).
+type ClassEntry = (
+    String,
+    PathBuf,
+    Vec<(String, String)>,
+    Vec<(String, String)>,
+);
 
 /// Builds a variant of a guest with cargo features into its own target dir (once per
 /// test binary and variant) and returns its component.
@@ -123,13 +128,25 @@ impl HostConfig {
     /// Serves the guest `guest` as class `class`.
     pub fn class(mut self, class: &str, guest_name: &str) -> HostConfig {
         self.classes
-            .push((class.into(), guest(guest_name), Vec::new()));
+            .push((class.into(), guest(guest_name), Vec::new(), Vec::new()));
         self
     }
 
     /// Serves an arbitrary component file as class `class`.
     pub fn class_file(mut self, class: &str, path: PathBuf) -> HostConfig {
-        self.classes.push((class.into(), path, Vec::new()));
+        self.classes
+            .push((class.into(), path, Vec::new(), Vec::new()));
+        self
+    }
+
+    /// A key of the class's own table, e.g. `("title", "\"Chat\"")`.
+    pub fn class_key(mut self, class: &str, key: &str, toml_value: &str) -> HostConfig {
+        let entry = self
+            .classes
+            .iter_mut()
+            .find(|(c, ..)| c == class)
+            .expect("add the class before its keys");
+        entry.3.push((key.into(), toml_value.into()));
         self
     }
 
@@ -138,7 +155,7 @@ impl HostConfig {
         let entry = self
             .classes
             .iter_mut()
-            .find(|(c, _, _)| c == class)
+            .find(|(c, ..)| c == class)
             .expect("add the class before its settings");
         entry.2.push((key.into(), toml_value.into()));
         self
@@ -176,11 +193,14 @@ impl HostConfig {
         for (head, lines) in sections {
             out.push_str(&format!("{head}\n{}\n", lines.join("\n")));
         }
-        for (class, path, settings) in &self.classes {
+        for (class, path, settings, keys) in &self.classes {
             out.push_str(&format!(
                 "[classes.{class}]\ncomponent = {:?}\n",
                 path.display().to_string()
             ));
+            for (k, v) in keys {
+                out.push_str(&format!("{k} = {v}\n"));
+            }
             if !settings.is_empty() {
                 out.push_str(&format!("[classes.{class}.settings]\n"));
                 for (k, v) in settings {
@@ -286,6 +306,8 @@ impl Host {
             .arg(&config_path)
             .env("RUST_LOG", "info,lodge=debug")
             .env("NO_COLOR", "1")
+            // The record a host leaves for the local CLI goes to the test's folder.
+            .env("LODGE_STATE_DIR", self.state_dir())
             .env_remove("LODGE_AI_API_KEY")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -394,6 +416,11 @@ impl Host {
         )
     }
 
+    /// Where the host leaves its record for the local CLI (`LODGE_STATE_DIR`).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
     /// The config file the host runs with.
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("lodge.toml")
@@ -478,10 +505,26 @@ pub async fn admin_call(
     token: Option<&str>,
     body: Vec<u8>,
 ) -> Result<Reply> {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth
+        .as_deref()
+        .map(|a| ("authorization", a))
+        .into_iter()
+        .collect();
+    http_with_headers(method, url, &headers, body).await
+}
+
+/// Sends a request with extra headers and reads the whole response.
+pub async fn http_with_headers(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<reqwest::Body>,
+) -> Result<Reply> {
     let method = reqwest::Method::from_bytes(method.as_bytes())?;
     let mut req = client().request(method, url).body(body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
     }
     let resp = req
         .send()
