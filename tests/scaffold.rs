@@ -80,7 +80,7 @@ async fn a_new_class_builds_tests_and_serves_as_is() {
     }
 
     // Builds, passes its own unit tests and is formatted, exactly as scaffolded.
-    let target = tmp.path().join("target");
+    let target = shared_target();
     cargo(
         &krate,
         &target,
@@ -332,6 +332,128 @@ async fn a_new_class_builds_tests_and_serves_as_is() {
     );
     let _ = dev.kill();
     let _ = dev.wait();
+}
+
+/// One build dir for every crate these tests scaffold, kept between runs: the SDK and
+/// its dependencies compile once. (The crates have different names, so their outputs
+/// never collide; cargo's lock serialises concurrent builds.)
+fn shared_target() -> std::path::PathBuf {
+    let dir = lodge_tests::repo_root().join("target/scaffolded");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The fenced `sh` block that follows `heading` in a README.
+fn sh_block<'a>(readme: &'a str, heading: &str) -> &'a str {
+    let section = &readme[readme
+        .find(heading)
+        .unwrap_or_else(|| panic!("no {heading}"))..];
+    let start = section.find("```sh\n").expect("an sh block") + "```sh\n".len();
+    let len = section[start..].find("```").expect("a closed block");
+    &section[start..start + len]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_deploys_a_new_class_into_a_running_host_as_printed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = lodge_new(&["visitors", "--dir", tmp.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("lodge deploy visitors target/wasm32-wasip2/release/visitors.wasm"),
+        "{printed}"
+    );
+    let krate = tmp.path().join("visitors");
+    // The crate builds into its own `target/`, as the README's path says; that folder is
+    // the shared build dir, so the dependencies compile once per checkout.
+    std::os::unix::fs::symlink(shared_target(), krate.join("target")).unwrap();
+
+    // A host already serving another class, with a client connected to it.
+    let host = HostConfig::new()
+        .class("counter", "counter")
+        .start()
+        .await
+        .unwrap();
+    let mut ws = Ws::connect(&host.ws_url("/counter/steady/ws"))
+        .await
+        .unwrap();
+    ws.recv_type("hello").await.unwrap();
+
+    // Every command of the README's deploy block, as printed, from the crate's folder:
+    // `lodge` is on PATH; the environment only says where this test's host is (the
+    // README's default is 127.0.0.1:8788) and where hosts leave their records.
+    let readme = std::fs::read_to_string(krate.join("README.md")).unwrap();
+    let bin_dir = lodge_bin().parent().unwrap().to_path_buf();
+    let path = std::env::join_paths(
+        std::iter::once(bin_dir).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let run = |line: &str| {
+        let out = Command::new("sh")
+            .args(["-c", line])
+            .current_dir(&krate)
+            .env("PATH", &path)
+            .env("LODGE_ADMIN_URL", host.admin_url(""))
+            .env("LODGE_STATE_DIR", host.state_dir())
+            .env("RUST_BACKTRACE", "0")
+            .env_remove("LODGE_ADMIN_TOKEN")
+            .env_remove("LODGE_CONFIG")
+            .env_remove("CARGO")
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("CARGO_BUILD_TARGET")
+            .output()
+            .expect("run sh");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "`{line}` failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let commands = |block: &str| -> Vec<String> {
+        block
+            .lines()
+            .map(|l| l.split(" #").next().unwrap().trim().to_string())
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect()
+    };
+    let deploy = commands(sh_block(&readme, "## Deploy into a running host"));
+    assert_eq!(deploy.len(), 3, "{deploy:?}");
+    let printed: String = deploy.iter().map(|c| run(c)).collect();
+    assert!(
+        printed.contains("visitors: created the class, serving version 1"),
+        "{printed}"
+    );
+    assert!(printed.contains("first version"), "{printed}");
+
+    // Served at once, without a restart; the other class's client noticed nothing.
+    let page = get(&host.url("/visitors/lobby/")).await.unwrap();
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("<title>Guestbook</title>"));
+    let signed = post(
+        &host.url("/visitors/lobby/entries"),
+        r#"{"name":"ada","text":"hello"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(signed.status, 201, "{}", signed.body);
+    ws.send("echo still here").await.unwrap();
+    assert_eq!(ws.recv().await.unwrap(), "still here");
+
+    // The README's next commands: rollback has nothing to go back to yet, remove works.
+    let next = commands(sh_block(&readme, "Deploy again after every change"));
+    assert_eq!(next.len(), 2, "{next:?}");
+    assert!(next[0].starts_with("lodge rollback visitors"));
+    let removed = run(&next[1]);
+    assert!(removed.contains("visitors: removed"), "{removed}");
+    assert_eq!(
+        get(&host.url("/visitors/lobby/")).await.unwrap().status,
+        404
+    );
 }
 
 /// The next line of `lodge dev`'s output that contains `needle`.
