@@ -329,7 +329,7 @@ pub fn shipped_classes(root: &Path) -> BTreeMap<String, ClassConfig> {
             "chat",
             "chat",
             "AI chat room",
-            "A chat room per name, with an AI that answers `@ai` messages.",
+            "A chat room per name, with an AI that answers messages starting with @ai.",
             "lobby",
             "chat",
         ),
