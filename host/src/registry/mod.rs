@@ -17,7 +17,7 @@
 mod manifest;
 
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
+use std::hash::Hash;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -494,11 +494,9 @@ impl Registry {
         hash: &str,
         what: &str,
     ) -> Result<Component, RegistryError> {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut h);
         let artifact = self
             .cache_dir
-            .join(format!("{hash}-{:016x}.cwasm", h.finish()));
+            .join(format!("{hash}-{}.cwasm", engine_key(&self.engine)));
         if artifact.exists() {
             // SAFETY: the artifact was written by this host's own `precompile_component`
             // for an engine with the same compatibility hash (part of the file name);
@@ -580,5 +578,89 @@ impl Registry {
     /// The engine every version is compiled for.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+}
+
+/// A key for the engine a component was compiled by, part of each artifact's file name:
+/// wasmtime's compatibility hash (its version and every setting that changes the code)
+/// fed through SHA-256. Not `DefaultHasher`, whose output may change with any Rust
+/// release and would make every restart after an upgrade recompile (or, worse, never
+/// notice a change).
+fn engine_key(engine: &Engine) -> String {
+    /// `Hasher` over SHA-256: what the compatibility hash writes is all it depends on.
+    struct Sha(Sha256);
+    impl std::hash::Hasher for Sha {
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+        fn finish(&self) -> u64 {
+            unreachable!("only the digest is read")
+        }
+    }
+    let mut sha = Sha(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut sha);
+    hex::encode(&sha.0.finalize()[..12])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The smallest component: the preamble of the component binary format.
+    const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\x00\x01\x00";
+
+    fn registry(dir: &Path, opt: wasmtime::OptLevel) -> Registry {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true).cranelift_opt_level(opt);
+        let engine = Engine::new(&config).unwrap();
+        let linker = Linker::new(&engine);
+        Registry::open(engine, linker, dir, crate::config::Limits::default()).unwrap()
+    }
+
+    fn artifacts(dir: &Path) -> Vec<PathBuf> {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(dir.join("components"))
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        found.retain(|p| p.extension().is_some_and(|e| e == "cwasm"));
+        found.sort();
+        found
+    }
+
+    #[test]
+    fn a_restart_reuses_artifacts_and_a_changed_engine_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = hex::encode(Sha256::digest(EMPTY_COMPONENT));
+        let first = registry(dir.path(), wasmtime::OptLevel::Speed);
+        first
+            .compile_cached(EMPTY_COMPONENT, &hash, "empty")
+            .unwrap();
+        let made = artifacts(dir.path());
+        assert_eq!(made.len(), 1, "{made:?}");
+        let written = std::fs::metadata(&made[0]).unwrap().modified().unwrap();
+        // The same engine again (a restart): the artifact is loaded, not rewritten. Its
+        // name is the same for equal engines, whatever process computes it.
+        let again = registry(dir.path(), wasmtime::OptLevel::Speed);
+        assert_eq!(engine_key(first.engine()), engine_key(again.engine()));
+        again
+            .compile_cached(EMPTY_COMPONENT, &hash, "empty")
+            .unwrap();
+        assert_eq!(artifacts(dir.path()), made);
+        assert_eq!(
+            std::fs::metadata(&made[0]).unwrap().modified().unwrap(),
+            written
+        );
+        // An engine that compiles differently gets an artifact of its own.
+        let other = registry(dir.path(), wasmtime::OptLevel::SpeedAndSize);
+        assert_ne!(engine_key(first.engine()), engine_key(other.engine()));
+        other
+            .compile_cached(EMPTY_COMPONENT, &hash, "empty")
+            .unwrap();
+        assert_eq!(artifacts(dir.path()).len(), 2);
+        // A torn or foreign artifact is discarded and compiled again, never trusted.
+        std::fs::write(&made[0], b"garbage").unwrap();
+        again
+            .compile_cached(EMPTY_COMPONENT, &hash, "empty")
+            .unwrap();
+        assert_ne!(std::fs::read(&made[0]).unwrap(), b"garbage");
     }
 }
