@@ -361,6 +361,26 @@ async fn next_frame(ws: &mut RawWs, prefix: &[u8]) -> Vec<u8> {
     }
 }
 
+/// The JSON of a restored message (type 100, then a length-prefixed string).
+fn restored(frame: &[u8]) -> Value {
+    assert_eq!(frame[0], 100);
+    // A varuint length: one byte below 128, else continuation bytes.
+    let mut at = 1;
+    let mut len = 0usize;
+    let mut shift = 0;
+    loop {
+        let b = frame[at];
+        at += 1;
+        len |= usize::from(b & 0x7f) << shift;
+        shift += 7;
+        if b < 0x80 {
+            break;
+        }
+    }
+    assert_eq!(frame.len(), at + len, "one string and nothing else");
+    serde_json::from_slice(&frame[at..]).unwrap()
+}
+
 /// Waits for the server's close frame; returns its code and reason.
 async fn close_code(ws: &mut RawWs) -> (u16, String) {
     loop {
@@ -432,10 +452,22 @@ async fn versions_list_fetch_and_restore_over_http() {
     assert_eq!(unlabeled.json()["label"], Value::Null);
 
     // Restore: a new edit, broadcast to the open socket, the history keeps the rest.
-    let r = post(&format!("{base}/{id}/restore"), "").await.unwrap();
+    let r = post(&format!("{base}/{id}/restore?by=Ada"), "")
+        .await
+        .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     let update = next_frame(&mut ws, &[0, 2]).await;
     assert!(update.len() > 3);
+    // Then the notice that ends every editor's undo history (type 100: a string of JSON).
+    let notice = restored(&next_frame(&mut ws, &[100]).await);
+    assert_eq!(
+        (&notice["seq"], &notice["version"], &notice["by"]),
+        (&Value::from(1), &Value::from(id), &Value::from("Ada"))
+    );
+    // An editor connecting later hears of it too, right after the server's step 1.
+    let mut late = raw_ws(&host, "/doc/v/ws").await;
+    next_frame(&mut late, &[0, 0]).await;
+    assert_eq!(restored(&next_frame(&mut late, &[100]).await)["seq"], 1);
     assert_eq!(text_of(&host, "v").await, "hello world");
     let list = get(&base).await.unwrap().json();
     let labels: Vec<String> = list

@@ -129,6 +129,37 @@ async function main () {
         return items.some((t) => t.includes('restored version')) && items.some((t) => t.includes('before restoring'))
       })
 
+    // Undo never removes text a restore brought back. The restored text reuses the
+    // characters Alice and Bob typed; their undo history used to reach across the
+    // restore and cut those out ("Th quick brown fox jums...") for everyone.
+    await waitIn(bob.page, 'Bob is told who restored which version',
+      () => { const n = document.getElementById('notice'); return !n.hidden && n.textContent.includes('Alice restored version') })
+    await waitIn(bob.page, "Bob's version list shows the restore",
+      () => [...document.querySelectorAll('#version-list li[data-id]')].some((li) => li.textContent.includes('restored version')))
+    for (const [who, p] of [['Alice', alice.page], ['Bob', bob.page]]) {
+      await p.click('#editor .cm-content')
+      for (let i = 0; i < 3; i++) await p.keyboard.press('Control+z')
+      check(`${who}'s undo leaves the restored text alone`, await editorText(p) === saved,
+        JSON.stringify(await editorText(p)))
+    }
+    // A marker typed after the undos: once it is everywhere, so is anything sent before it.
+    await alice.page.keyboard.press('Control+End')
+    await alice.page.keyboard.type('!')
+    for (const [who, p] of [['Alice', alice.page], ['Bob', bob.page]]) {
+      await waitIn(p, `${who} sees the marker`, () => window.lodgeDoc.view.state.doc.toString().endsWith('!'))
+      const t = await editorText(p)
+      check(`${who} has the restored text intact`, t === saved + '!', JSON.stringify(t))
+    }
+    const stored = await (await fetch(`${PAGE}/text`)).text()
+    check('the server kept the restored text intact', stored === saved + '!', JSON.stringify(stored))
+    // Undo still works for what is typed after the restore.
+    // (Yjs merges edits made within 500 ms into one undo step: start a new one.)
+    await alice.page.evaluate(() => window.lodgeDoc.undoManager.stopCapturing())
+    await alice.page.keyboard.type(' again', { delay: 10 })
+    await alice.page.keyboard.press('Control+z')
+    await waitIn(alice.page, 'undo takes back what was typed after the restore',
+      (t) => window.lodgeDoc.view.state.doc.toString() === t, saved + '!')
+
     // The name is remembered: no dialog after a reload.
     await alice.page.reload()
     await waitIn(alice.page, 'after a reload the name is remembered and the page syncs again',

@@ -69,6 +69,24 @@ fn broadcast(bytes: Vec<u8>, except: &[Socket]) {
     let _ = sockets_raw::broadcast(&Message::Binary(bytes), None, &except);
 }
 
+fn restored_message(restore: &versions::Restore) -> Vec<u8> {
+    let json = serde_json::to_string(restore).unwrap_or_else(|_| "{}".into());
+    protocol::restored_message(&json)
+}
+
+/// Who asks for a restore: the `by` query parameter (the editor page sends its user's
+/// name), trimmed to 40 characters without control characters.
+fn restorer(req: &Request) -> Option<String> {
+    let by: String = req
+        .query_param("by")?
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(40)
+        .collect();
+    let by = by.trim();
+    (!by.is_empty()).then(|| by.to_string())
+}
+
 fn close(socket: Socket, code: u16, reason: &str) {
     let _ = socket.close(code, reason);
 }
@@ -197,7 +215,7 @@ impl DocumentObject {
         self.record_version(label, true).map(Some)
     }
 
-    fn restore(&mut self, id: u64) -> Result<Response, DocError> {
+    fn restore(&mut self, id: u64, by: Option<String>) -> Result<Response, DocError> {
         let Some(version) = versions::get(id)? else {
             return Ok(Response::error(404, format!("no version {id}")));
         };
@@ -215,6 +233,9 @@ impl DocumentObject {
             broadcast(protocol::sync_message(protocol::SYNC_UPDATE, &update), &[]);
             self.after_edit()?;
         }
+        // After the update, on every socket: editors drop their undo history here.
+        let restore = versions::record_restore(&version, by)?;
+        broadcast(restored_message(&restore), &[]);
         let label = match &version.label {
             Some(l) if !l.is_empty() => format!("restored version {id} ({l})"),
             _ => format!("restored version {id}"),
@@ -285,7 +306,7 @@ impl DocumentObject {
                 None => Response::error(400, format!("version id {id:?} is not a number")),
             },
             ("POST", ["versions", id, "restore"]) => match id.parse::<u64>().ok() {
-                Some(id) => self.restore(id)?,
+                Some(id) => self.restore(id, restorer(req))?,
                 None => Response::error(400, format!("version id {id:?} is not a number")),
             },
             (
@@ -378,6 +399,14 @@ impl Object for DocumentObject {
         let known = self.awareness.known();
         if !known.is_empty() {
             let _ = send(socket, protocol::awareness_message(&known));
+        }
+        // An editor that was away during a restore must not undo across it either.
+        match versions::last_restore() {
+            Ok(Some(restore)) => {
+                let _ = send(socket, restored_message(&restore));
+            }
+            Ok(None) => {}
+            Err(e) => return Connect::reject(Response::error(500, e.to_string())),
         }
         Connect::accept().attachment(&awareness::Attachment::default())
     }

@@ -9,12 +9,22 @@
 //!   known state.
 //!
 //! Type `2` (auth) only ever flows from a server to a client, so here it is unknown.
+//!
+//! lodge adds one server-to-client type, `100` restored: a length-prefixed JSON string
+//! `{seq, version, label, by, ts}` describing the newest restore of a version. It follows
+//! the update that restored the text, and is sent on connect once a document was ever
+//! restored. The editor page clears its undo history on it (a restore may reuse
+//! characters an editor typed; undoing those would cut them out of the restored text)
+//! and tells its user. Other y-websocket clients ignore it (they log that they cannot
+//! handle it).
 
 use crate::codec::{DecodeError, Reader, Writer};
 
 pub const MSG_SYNC: u64 = 0;
 pub const MSG_AWARENESS: u64 = 1;
 pub const MSG_QUERY_AWARENESS: u64 = 3;
+/// Server to client: a version was restored (see the module doc).
+pub const MSG_RESTORED: u64 = 100;
 
 pub const SYNC_STEP1: u64 = 0;
 pub const SYNC_STEP2: u64 = 1;
@@ -180,9 +190,26 @@ pub fn sync_message(sub: u64, payload: &[u8]) -> Vec<u8> {
         .finish()
 }
 
+/// A restored message carrying `json`.
+pub fn restored_message(json: &str) -> Vec<u8> {
+    Writer::new()
+        .var_uint(MSG_RESTORED)
+        .var_string(json)
+        .finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restored_message_is_the_type_then_a_string() {
+        let m = restored_message("{\"seq\":1}");
+        let mut r = Reader::new(&m);
+        assert_eq!(r.var_uint().unwrap(), MSG_RESTORED);
+        assert_eq!(r.var_string().unwrap(), "{\"seq\":1}");
+        assert!(r.is_empty());
+    }
 
     #[test]
     fn parses_every_message_kind() {

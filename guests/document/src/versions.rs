@@ -3,6 +3,10 @@
 //! - `v:{id:010}`: JSON record `{id, ts, label, length, auto, hash, chunks, bytes}`;
 //! - `vt:{id:010}`, `vt:{id:010}#1`, ...: the text, chunked like the snapshot.
 //!
+//! - `restore`: JSON `{seq, version, label, by, ts}` of the newest restore, which every
+//!   editor is told about (on the restore, and when it connects) so that its undo history
+//!   never reaches across it.
+//!
 //! The text is written before the record, so a record always has its text.
 
 use lodge_sdk::storage::raw;
@@ -27,6 +31,48 @@ pub struct Version {
     pub hash: String,
     pub chunks: u32,
     pub bytes: u64,
+}
+
+const RESTORE_KEY: &str = "restore";
+
+/// The newest restore of the document.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Restore {
+    /// 1 for the first restore of the document, then counting up.
+    pub seq: u64,
+    /// The version restored.
+    pub version: u64,
+    pub label: Option<String>,
+    /// Who asked for it (the editor page sends its user's name).
+    pub by: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub ts: u64,
+}
+
+fn storage_error(e: lodge_sdk::storage::StorageError) -> DocError {
+    DocError::Storage(lodge_sdk::storage::Error::from(e).to_string())
+}
+
+/// The newest restore, if the document was ever restored.
+pub fn last_restore() -> Result<Option<Restore>, DocError> {
+    let Some(bytes) = raw::get(RESTORE_KEY.as_bytes()).map_err(storage_error)? else {
+        return Ok(None);
+    };
+    Ok(serde_json::from_slice(&bytes).ok())
+}
+
+/// Records a restore of `version`; returns it with its sequence number.
+pub fn record_restore(version: &Version, by: Option<String>) -> Result<Restore, DocError> {
+    let restore = Restore {
+        seq: last_restore()?.map_or(1, |r| r.seq + 1),
+        version: version.id,
+        label: version.label.clone(),
+        by,
+        ts: lodge_sdk::now_ms(),
+    };
+    let json = serde_json::to_vec(&restore).map_err(|e| DocError::Storage(e.to_string()))?;
+    raw::put(RESTORE_KEY.as_bytes(), &json).map_err(storage_error)?;
+    Ok(restore)
 }
 
 fn record_key(id: u64) -> String {

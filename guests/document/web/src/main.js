@@ -10,6 +10,7 @@ import { yCollab, yUndoManagerKeymap } from 'y-codemirror.next'
 import { EditorView, basicSetup } from 'codemirror'
 import { EditorState } from '@codemirror/state'
 import { keymap } from '@codemirror/view'
+import * as decoding from 'lib0/decoding'
 
 const config = JSON.parse(document.getElementById('config').textContent)
 const $ = (id) => document.getElementById(id)
@@ -191,7 +192,7 @@ async function showVersion (id) {
 
 async function restoreVersion (id) {
   try {
-    await api('POST', `/versions/${id}/restore`)
+    await api('POST', `/versions/${id}/restore?by=${encodeURIComponent(user.name || '')}`)
     message.textContent = ''
     await refreshVersions()
   } catch (err) { fail('Restore failed', err) }
@@ -219,5 +220,30 @@ ydoc.on('update', () => {
 setInterval(refreshVersions, 30000)
 refreshVersions()
 
+// ---- restores ----------------------------------------------------------------------
+
+// The server sends message type 100 after the update of a restore, and on connect once the
+// document was ever restored: `{seq, version, label, by, ts}`. A restore may reuse the
+// very characters this editor typed, so undoing across it would cut them out of the
+// restored text (and save that for everyone): the undo history ends at every restore.
+const MSG_RESTORED = 100
+let restoresSeen = null
+const notice = $('notice')
+provider.messageHandlers[MSG_RESTORED] = (_encoder, decoder) => {
+  let restore = {}
+  try { restore = JSON.parse(decoding.readVarString(decoder)) } catch (_) {}
+  const seq = Number(restore.seq) || 0
+  if (restoresSeen !== null && seq <= restoresSeen) return
+  undoManager.clear()
+  const first = restoresSeen === null
+  restoresSeen = seq
+  // On connect it is news only if it happened since this page last heard of one.
+  if (first && Date.now() - (Number(restore.ts) || 0) > 60000) return
+  const what = `version ${restore.version}${restore.label ? ` (${restore.label})` : ''}`
+  notice.textContent = `${restore.by || 'Someone'} restored ${what}${restore.ts ? ' at ' + when(restore.ts) : ''}. Undo starts again from here.`
+  notice.hidden = false
+  refreshVersions()
+}
+
 // For tests and debugging in the console.
-window.lodgeDoc = { ydoc, ytext, provider, view, refreshVersions }
+window.lodgeDoc = { ydoc, ytext, provider, view, undoManager, refreshVersions }
