@@ -5,6 +5,7 @@
 
 mod ai;
 mod alarms;
+mod logs;
 mod object;
 mod sockets;
 mod storage;
@@ -20,7 +21,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::ai::{AiService, CompletionRequest, StreamHandle};
 use crate::config::Limits;
 use crate::object::ObjectRef;
-use crate::runtime::sockets::{Frame, SocketTable};
+use crate::sockets::{Frame, SocketTable};
 use crate::storage::{EventWrites, Overlay, StorageView, Store};
 
 wasmtime::component::bindgen!({
@@ -91,8 +92,8 @@ impl HostState {
         // No preopens, no environment, no arguments, no network: the guest's only
         // ambient capabilities are clocks, randomness and its log output.
         let wasi = WasiCtx::builder()
-            .stdout(crate::runtime::logs::GuestLog::stdout(&object.object))
-            .stderr(crate::runtime::logs::GuestLog::stderr(&object.object))
+            .stdout(logs::GuestLog::stdout(&object.object))
+            .stderr(logs::GuestLog::stderr(&object.object))
             .build();
         let limits = StoreLimitsBuilder::new()
             .memory_size(object.limits.memory_bytes as usize)

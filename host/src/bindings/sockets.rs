@@ -6,7 +6,7 @@ use bytes::Bytes;
 use super::lodge::object::sockets::{AutoResponse, Host, SocketError};
 use super::lodge::object::types::Message;
 use super::{HostState, Output};
-use crate::runtime::sockets::{self as table, Frame};
+use crate::sockets::{self as table, Frame};
 
 type Res<T> = wasmtime::Result<Result<T, SocketError>>;
 

@@ -17,13 +17,13 @@ use tracing::Instrument;
 use wasmtime::UpdateDeadline;
 
 use super::gate::{self, Release, Reply};
-use super::sockets::{Frame, Phase, SocketTable};
 use super::{AlarmOutcome, Envelope, Event, EventError, Inner, ObjectEntry};
 use crate::bindings::{
     ConnectOutcome, EventCtx, HostState, ObjectClass, ObjectContext, Output, Response,
 };
 use crate::object::ObjectRef;
 use crate::registry::ClassVersion;
+use crate::sockets::{Frame, Phase, SocketTable};
 use crate::storage::{AlarmChange, Batch, Overlay};
 
 /// A live instance and what it holds.

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{Notify, mpsc};
 
-use super::sockets::{Outbound, SendError};
 use super::{Envelope, Event, EventError};
 use crate::ai::{StreamEvent, StreamSink};
 use crate::bindings::{AiEvent, ObjectContext, Output};
+use crate::sockets::{Outbound, SendError};
 use crate::storage::CommitTicket;
 
 /// Finishes an event once its fate is known: sends the reply to whoever waits.

@@ -11,8 +11,6 @@ pub mod engine;
 mod event;
 mod gate;
 mod live;
-pub mod logs;
-pub mod sockets;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,17 +19,17 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
+pub use crate::sockets::{Frame, Outbound};
 pub use event::{AlarmOutcome, Event, EventError};
 use live::LiveSet;
-pub use sockets::{Frame, Outbound};
 
 use crate::ai::AiService;
 use crate::bindings::{ConnectOutcome, Message, Request, Response};
 use crate::config::{AlarmConfig, Limits, RuntimeConfig};
 use crate::object::{ObjectId, ObjectRef};
 use crate::registry::Registry;
+use crate::sockets::SocketTable;
 use crate::storage::Store;
-use sockets::SocketTable;
 
 /// What an actor's mailboxes carry.
 pub enum Envelope {

@@ -1,6 +1,7 @@
 //! The WebSockets of one object. They belong to the host, not to the instance, so they
 //! survive eviction (hibernation): the table lives as long as the object's entry, which
-//! lives as long as any socket is open.
+//! lives as long as any socket is open. Its own module, below both the runtime (which
+//! owns each object's table) and the bindings (which queue the guest's frames in it).
 
 use std::collections::HashMap;
 
