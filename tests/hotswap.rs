@@ -192,12 +192,26 @@ async fn bad_components_are_refused_and_the_old_version_keeps_serving() {
         .unwrap()
         .json();
     assert_eq!(versions["versions"].as_array().unwrap().len(), 1);
-    // Unknown classes and versions are clear errors too.
+    // A refused deploy of a new class creates nothing; unknown classes and versions are
+    // clear errors too.
     let r = host
         .admin("POST", "/classes/nope/versions", b"x".to_vec())
         .await
         .unwrap();
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = host
+        .admin("GET", "/classes/nope/versions", vec![])
+        .await
+        .unwrap();
     assert_eq!(r.status, 404);
+    let trap = std::fs::read(guest_variant("counter", "start-trap")).unwrap();
+    let r = host
+        .admin("POST", "/classes/trapper/versions", trap)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("fails while starting"), "{}", r.body);
+    assert_eq!(get(&host.url("/trapper/x/")).await.unwrap().status, 404);
     let r = host
         .admin("POST", "/classes/counter/rollback?version=9", vec![])
         .await
@@ -208,6 +222,39 @@ async fn bad_components_are_refused_and_the_old_version_keeps_serving() {
         .await
         .unwrap();
     assert_eq!(r.status, 400, "nothing to roll back to: {}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_does_not_start_on_a_configured_version_that_cannot_start() {
+    // The start-up load passes the same probe as a deploy: one clear line, no host.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lodge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n[classes.counter]\ncomponent = {:?}\n",
+            dir.path().join("data").display().to_string(),
+            guest_variant("counter", "start-trap").display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(lodge_tests::lodge_bin())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "off")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the component for 'counter' fails while starting: the guest trapped"),
+        "{err}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).is_empty(),
+        "it never listened"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

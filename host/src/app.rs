@@ -41,6 +41,8 @@ pub enum StartError {
     NoClasses,
     #[error(transparent)]
     AdminToken(#[from] crate::admin::TokenError),
+    #[error(transparent)]
+    Starting(crate::runtime::DeployError),
 }
 
 /// A running host.
@@ -113,6 +115,8 @@ impl Host {
             EpochTicker::start(engine, Duration::from_millis(config.runtime.epoch_tick_ms));
         let ai = AiService::new(config.ai.clone());
         let runtime = Runtime::new(registry, store, &config, ai);
+        // The same probe a deploy passes: never start on a version that cannot start.
+        runtime.probe_loaded().await.map_err(StartError::Starting)?;
 
         let listener =
             TcpListener::bind(config.listen)

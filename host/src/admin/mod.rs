@@ -24,7 +24,7 @@ use tokio::sync::watch;
 
 use crate::config::AdminConfig;
 use crate::registry::RegistryError;
-use crate::runtime::Runtime;
+use crate::runtime::{DeployError, Runtime};
 pub use token::{
     HostRecord, TokenError, configured_token, host_record_path, resolve_token, token_file,
     token_for_cli,
@@ -242,7 +242,7 @@ async fn handle(admin: &Admin, req: hyper::Request<Incoming>) -> HttpResponse {
                 },
                 None => None,
             };
-            match admin.runtime.registry().rollback(class, to) {
+            match admin.runtime.rollback(class, to).await {
                 Ok(version) => {
                     tracing::info!(class = %class, version, "rolled back");
                     admin.deploys.fetch_add(1, Ordering::Relaxed);
@@ -251,7 +251,7 @@ async fn handle(admin: &Admin, req: hyper::Request<Incoming>) -> HttpResponse {
                         version,
                     })
                 }
-                Err(e) => registry_error(&e),
+                Err(e) => deploy_error(class, &e),
             }
         }
         (Method::GET, ["classes", class, "objects"]) => list_objects(admin, class),
@@ -402,60 +402,31 @@ fn inspect(admin: &Admin, class: &str, name: &str) -> HttpResponse {
     })
 }
 
-async fn deploy(admin: &Admin, class: String, body: Bytes, label: Option<String>) -> HttpResponse {
-    let registry = admin.runtime.registry().clone();
-    let staged = {
-        let class = class.clone();
-        let body = body.clone();
-        // Compiling takes tens of milliseconds of CPU: keep it off the async workers.
-        tokio::task::spawn_blocking(move || registry.stage(&class, &body)).await
-    };
-    let version = match staged {
-        Ok(Ok(Ok(version))) => version,
-        Ok(Ok(Err(unchanged))) => {
-            return ok(&api::DeployReply {
-                class,
-                version: unchanged.version,
-                hash: unchanged.hash,
-                unchanged: true,
-                created: false,
-            });
-        }
-        Ok(Err(e)) => {
-            tracing::warn!(class = %class, error = %e, "deploy refused");
-            return registry_error(&e);
-        }
-        Err(e) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("compile task failed: {e}"),
-            );
-        }
-    };
-    if let Err(e) = admin.runtime.probe(&class, &version).await {
-        tracing::warn!(class = %class, error = %e, "deploy refused: the component fails to start");
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("the component for '{class}' fails while starting: {e}"),
-        );
+fn deploy_error(class: &str, e: &DeployError) -> HttpResponse {
+    tracing::warn!(class = %class, error = %e, "deploy refused");
+    match e {
+        DeployError::Registry(e) => registry_error(e),
+        DeployError::Starting { .. } => error(StatusCode::BAD_REQUEST, e.to_string()),
+        DeployError::Task(_) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
-    match admin
-        .runtime
-        .registry()
-        .commit_deploy(&class, &body, version, label)
-    {
+}
+
+async fn deploy(admin: &Admin, class: String, body: Bytes, label: Option<String>) -> HttpResponse {
+    match admin.runtime.deploy(&class, body, label).await {
         Ok(done) => {
-            tracing::info!(class = %class, version = done.version, hash = %&done.hash[..12], created = done.created, "deployed");
-            admin.deploys.fetch_add(1, Ordering::Relaxed);
+            if !done.unchanged {
+                tracing::info!(class = %class, version = done.version, hash = %&done.hash[..12], created = done.created, "deployed");
+                admin.deploys.fetch_add(1, Ordering::Relaxed);
+            }
             ok(&api::DeployReply {
                 class,
                 version: done.version,
                 hash: done.hash,
-                unchanged: false,
+                unchanged: done.unchanged,
                 created: done.created,
             })
         }
-        Err(e) => registry_error(&e),
+        Err(e) => deploy_error(&class, &e),
     }
 }
 

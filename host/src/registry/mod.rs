@@ -392,8 +392,51 @@ impl Registry {
         Ok(())
     }
 
-    /// Makes a kept version current again: `to`, or the newest one before the current.
-    pub fn rollback(&self, class: &str, to: Option<u64>) -> Result<u64, RegistryError> {
+    /// Loads a kept version of `class` for a rollback (without switching): `to`, or the
+    /// newest one before the current. The manifest is only read under its lock; the
+    /// artifact is loaded (or compiled) after.
+    pub fn stage_rollback(
+        &self,
+        class: &str,
+        to: Option<u64>,
+    ) -> Result<ClassVersion, RegistryError> {
+        if self.class(class).is_none() {
+            return Err(RegistryError::UnknownClass(class.to_string()));
+        }
+        let target = {
+            let manifest = self.manifest.lock().expect("manifest lock");
+            let record = manifest
+                .classes
+                .get(class)
+                .ok_or_else(|| RegistryError::UnknownClass(class.to_string()))?;
+            match to {
+                Some(n) => {
+                    record
+                        .version(n)
+                        .cloned()
+                        .ok_or_else(|| RegistryError::UnknownVersion {
+                            class: class.to_string(),
+                            version: n,
+                        })?
+                }
+                None => record
+                    .versions
+                    .iter()
+                    .filter(|v| v.number < record.current)
+                    .max_by_key(|v| v.number)
+                    .cloned()
+                    .ok_or_else(|| RegistryError::NothingToRollBack(class.to_string()))?,
+            }
+        };
+        self.prepare_kept(&target)
+    }
+
+    /// Records a version staged by [`Registry::stage_rollback`] as current and switches.
+    pub fn commit_rollback(
+        &self,
+        class: &str,
+        version: ClassVersion,
+    ) -> Result<u64, RegistryError> {
         let entry = self
             .class(class)
             .ok_or_else(|| RegistryError::UnknownClass(class.to_string()))?;
@@ -402,28 +445,24 @@ impl Registry {
             .classes
             .get_mut(class)
             .ok_or_else(|| RegistryError::UnknownClass(class.to_string()))?;
-        let target = match to {
-            Some(n) => record
-                .version(n)
-                .cloned()
-                .ok_or_else(|| RegistryError::UnknownVersion {
-                    class: class.to_string(),
-                    version: n,
-                })?,
-            None => record
-                .versions
-                .iter()
-                .filter(|v| v.number < record.current)
-                .max_by_key(|v| v.number)
-                .cloned()
-                .ok_or_else(|| RegistryError::NothingToRollBack(class.to_string()))?,
-        };
-        let version = self.prepare_kept(&target)?;
-        record.current = target.number;
+        let number = version.number;
+        if record.version(number).is_none() {
+            return Err(RegistryError::UnknownVersion {
+                class: class.to_string(),
+                version: number,
+            });
+        }
+        record.current = number;
         let copy = manifest.clone();
         self.save(&copy)?;
         entry.switch_to(Arc::new(version));
-        Ok(target.number)
+        Ok(number)
+    }
+
+    /// Stops serving `class` on this host without recording anything (a class created
+    /// by a deploy whose current version cannot start).
+    pub fn unload(&self, class: &str) {
+        self.classes.write().expect("registry lock").remove(class);
     }
 
     /// Copies the registry record and every kept component into `dir` (for backups).

@@ -7,6 +7,7 @@
 //! values and gets WIT values back.
 
 mod actor;
+mod deploy;
 pub mod engine;
 mod event;
 mod gate;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 pub use crate::sockets::{Frame, Outbound};
+pub use deploy::DeployError;
 pub use event::{AlarmOutcome, Event, EventError};
 use live::LiveSet;
 
@@ -411,27 +413,6 @@ impl Runtime {
         self.dispatch_waiting(object, Envelope::Event(Event::Alarm { due_ms, done }))
             .await?;
         rx.await.map_err(|_| EventError::ShuttingDown)
-    }
-
-    /// Instantiates `version` of `class` once in a throwaway store, to refuse a
-    /// component that traps while starting before any object runs on it.
-    pub async fn probe(
-        &self,
-        class: &str,
-        version: &crate::registry::ClassVersion,
-    ) -> Result<(), String> {
-        let object = ObjectRef::new(class, "lodge-deploy-probe").map_err(|e| e.to_string())?;
-        let ctx = actor::object_context(&self.inner, object, Arc::default());
-        let mut store = actor::new_store(&self.inner, ctx);
-        version
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                tracing::debug!(class, error = format!("{e:?}"), "deploy probe failed");
-                actor::trap_message(&e)
-            })
     }
 
     /// Whether the object is live and how many sockets it holds.
