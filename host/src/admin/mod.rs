@@ -6,7 +6,6 @@
 pub mod api;
 mod token;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,9 +14,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
-use hyper::service::service_fn;
 use hyper::{Method, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -30,7 +27,7 @@ pub use token::{
     token_for_cli,
 };
 
-type HttpResponse = hyper::Response<Full<Bytes>>;
+use crate::server::http::{self, HttpResponse};
 
 struct Admin {
     runtime: Runtime,
@@ -45,7 +42,7 @@ pub async fn serve(
     runtime: Runtime,
     config: &AdminConfig,
     token: String,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let admin = Arc::new(Admin {
         runtime,
@@ -53,28 +50,11 @@ pub async fn serve(
         max_upload: config.max_upload_bytes,
         deploys: AtomicU64::new(0),
     });
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stop.changed() => break,
-        };
-        let Ok((tcp, _)) = accepted else {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            continue;
-        };
+    http::accept_loop(listener, stop, http::Upgrades::Refused, move |req| {
         let admin = admin.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let admin = admin.clone();
-                async move { Ok::<_, Infallible>(handle(&admin, req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(std::time::Duration::from_secs(10))
-                .serve_connection(TokioIo::new(tcp), service)
-                .await;
-        });
-    }
+        async move { handle(&admin, req).await }
+    })
+    .await
 }
 
 /// Whether an admin listener on `addr` may run without an operator-chosen token.
@@ -82,19 +62,8 @@ pub fn is_loopback(addr: &SocketAddr) -> bool {
     addr.ip().is_loopback()
 }
 
-fn reply(status: StatusCode, body: &impl Serialize) -> HttpResponse {
-    let body = serde_json::to_vec(body).expect("admin replies serialize");
-    let mut resp = hyper::Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
-}
-
 fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
-    reply(
+    http::json(
         status,
         &api::ErrorReply {
             error: message.into(),
@@ -103,7 +72,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
 }
 
 fn ok(body: &impl Serialize) -> HttpResponse {
-    reply(StatusCode::OK, body)
+    http::json(StatusCode::OK, body)
 }
 
 fn registry_error(e: &RegistryError) -> HttpResponse {

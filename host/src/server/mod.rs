@@ -3,10 +3,10 @@
 //! errors) into HTTP responses with JSON error bodies. It holds no object state.
 
 pub use lodge_core::routes;
+pub mod http;
 mod pages;
 mod ws;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,9 +14,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
-use hyper::service::service_fn;
 use hyper::{Method, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -27,55 +25,23 @@ use crate::object::ObjectRef;
 use crate::runtime::{Connected, EventError, Runtime};
 use routes::RouteError;
 
-/// How long a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest request head (request line and headers) accepted: hyper's read buffer may
-/// grow to about twice its limit before it gives up on a head, so it gets half.
-const MAX_HEAD_BYTES: usize = 64 << 10;
 /// How long a client may take to send a request body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
-type HttpResponse = hyper::Response<Full<Bytes>>;
+pub use http::HttpResponse;
 
 struct Shared {
     runtime: Runtime,
 }
 
 /// Serves `listener` until `stop` turns true.
-pub async fn serve(listener: TcpListener, runtime: Runtime, mut stop: watch::Receiver<bool>) {
+pub async fn serve(listener: TcpListener, runtime: Runtime, stop: watch::Receiver<bool>) {
     let shared = Arc::new(Shared { runtime });
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stop.changed() => break,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
+    http::accept_loop(listener, stop, http::Upgrades::Allowed, move |req| {
         let shared = shared.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(&shared, req).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .max_buf_size(MAX_HEAD_BYTES / 2)
-                .serve_connection(TokioIo::new(tcp), service)
-                .with_upgrades();
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
+        async move { handle(&shared, req).await }
+    })
+    .await
 }
 
 /// A JSON error response.
@@ -88,13 +54,7 @@ fn error(
     if let Some(o) = object {
         body["object"] = json!(o.to_string());
     }
-    let mut resp = hyper::Response::new(Full::new(Bytes::from(body.to_string())));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
+    http::json(status, &body)
 }
 
 fn event_error(e: &EventError, object: &ObjectRef) -> HttpResponse {
