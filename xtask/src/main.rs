@@ -121,10 +121,60 @@ fn install_test_tools() -> Result<(), String> {
     Ok(())
 }
 
+/// Formatting of both workspaces, and clippy on the template `lodge new` scaffolds (its
+/// users start from it, so it must be as clean as we ask their code to be).
+fn lint(root: &Path) -> Result<(), String> {
+    // rust-toolchain.toml lists both; rustup adds listed components only together with a
+    // toolchain it installs itself.
+    for (tool, component) in [("fmt", "rustfmt"), ("clippy", "clippy")] {
+        let present = cargo()
+            .args([tool, "--version"])
+            .current_dir(root)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !present {
+            let mut add = Command::new("rustup");
+            add.args(["component", "add", component]);
+            run(
+                add,
+                root,
+                &format!("installing {component} (rustup component add {component})"),
+            )?;
+        }
+    }
+    for dir in [root.to_path_buf(), root.join("guests")] {
+        let mut fmt = cargo();
+        fmt.args(["fmt", "--all", "--", "--check"]);
+        run(
+            fmt,
+            &dir,
+            &format!("checking the formatting in {}", dir.display()),
+        )?;
+    }
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--quiet",
+        "-p",
+        "lodge-class-template",
+        "--target",
+        GUEST_TARGET,
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(
+        clippy,
+        &root.join("guests"),
+        "clippy on the class template (guests/template)",
+    )
+}
+
 fn test() -> Result<(), String> {
     install_test_tools()?;
     build_guests()?;
     let root = root();
+    lint(&root)?;
     let mut host = cargo();
     host.args(["test", "--workspace"]);
     run(host, &root, "running the host and end-to-end tests")?;
