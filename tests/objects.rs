@@ -130,6 +130,20 @@ async fn a_trap_rolls_back_the_event_and_the_next_event_succeeds() {
         body["error"].as_str().unwrap().contains("trapped"),
         "{body}"
     );
+    // The operator's log line says which object, which kind of event and how it ended.
+    host.log
+        .wait_for(
+            &[
+                "class=counter",
+                "name=t",
+                "kind=request",
+                "outcome=\"failed\"",
+                "event failed",
+            ],
+            1,
+        )
+        .await
+        .unwrap();
     // The trap's write (count = -1000000) was discarded; a fresh instance serves on.
     assert_eq!(count(&host, "t").await, 1);
     let r = post(&host.url("/counter/t/increment"), "").await.unwrap();

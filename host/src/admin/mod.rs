@@ -401,7 +401,7 @@ async fn deploy(admin: &Admin, class: String, body: Bytes, label: Option<String>
 
 fn metrics(admin: &Admin) -> HttpResponse {
     use crate::metrics::header;
-    use crate::runtime::EVENT_KINDS;
+    use crate::runtime::EventKind;
     let rt = &admin.runtime;
     let m = rt.metrics();
     let store = rt.store().stats();
@@ -499,14 +499,14 @@ fn metrics(admin: &Admin) -> HttpResponse {
         "counter",
         "Events delivered, by kind and outcome.",
     );
-    for (i, kind) in EVENT_KINDS.iter().enumerate() {
+    for kind in EventKind::ALL {
         out.push_str(&format!(
             "lodge_events_total{{kind=\"{kind}\",outcome=\"ok\"}} {}\n",
-            load(&m.events_ok[i])
+            load(&m.events_ok[kind.index()])
         ));
         out.push_str(&format!(
             "lodge_events_total{{kind=\"{kind}\",outcome=\"failed\"}} {}\n",
-            load(&m.events_failed[i])
+            load(&m.events_failed[kind.index()])
         ));
     }
     header(
@@ -515,8 +515,12 @@ fn metrics(admin: &Admin) -> HttpResponse {
         "histogram",
         "Time the guest spent on an event, by kind.",
     );
-    for (i, kind) in EVENT_KINDS.iter().enumerate() {
-        m.event_latency[i].render(&mut out, "lodge_event_seconds", &format!("kind=\"{kind}\""));
+    for kind in EventKind::ALL {
+        m.event_latency[kind.index()].render(
+            &mut out,
+            "lodge_event_seconds",
+            &format!("kind=\"{kind}\""),
+        );
     }
     header(
         &mut out,

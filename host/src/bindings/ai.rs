@@ -8,6 +8,7 @@ use super::{HostState, Output};
 use crate::ai;
 
 impl Host for HostState {
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn start_chat(
         &mut self,
         request: CompletionRequest,

@@ -31,6 +31,7 @@ impl HostState {
 }
 
 impl Host for HostState {
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn send(&mut self, socket: u64, message: Message) -> Res<()> {
         let frame = match self.frame(message) {
             Ok(f) => f,
@@ -43,6 +44,7 @@ impl Host for HostState {
         Ok(Ok(()))
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn broadcast(
         &mut self,
         message: Message,

@@ -101,6 +101,7 @@ impl HostState {
 }
 
 impl Host for HostState {
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn get(&mut self, key: Vec<u8>) -> Res<Option<Vec<u8>>> {
         if let Err(e) = self.check_key(&key) {
             return Ok(Err(e));
@@ -108,6 +109,7 @@ impl Host for HostState {
         Ok(self.with_view(|v| v.get(&key)).map_err(engine_error))
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn get_many(&mut self, keys: Vec<Vec<u8>>) -> Res<Vec<Option<Vec<u8>>>> {
         for key in &keys {
             if let Err(e) = self.check_key(key) {
@@ -131,6 +133,7 @@ impl Host for HostState {
         Ok(Ok(()))
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn put_many(&mut self, entries: Vec<Entry>) -> Res<()> {
         for e in &entries {
             if let Err(err) = self
@@ -165,6 +168,7 @@ impl Host for HostState {
         Ok(Ok(existed))
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn list(&mut self, options: ListOptions) -> Res<Vec<Entry>> {
         let range = KeyRange::new(
             options.prefix.as_deref(),
@@ -183,6 +187,7 @@ impl Host for HostState {
             .map_err(engine_error))
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn delete_all(&mut self) -> Res<()> {
         self.event.writes.clear = true;
         self.event.writes.writes.clear();

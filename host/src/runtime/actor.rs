@@ -17,7 +17,7 @@ use tracing::Instrument;
 use wasmtime::UpdateDeadline;
 
 use super::gate::{self, Release, Reply};
-use super::{AlarmOutcome, Envelope, Event, EventError, Inner, ObjectEntry};
+use super::{AlarmOutcome, Envelope, Event, EventError, EventKind, Inner, ObjectEntry};
 use crate::bindings::{
     ConnectOutcome, EventCtx, HostState, ObjectClass, ObjectContext, Output, Response,
 };
@@ -188,7 +188,14 @@ impl Actor {
             };
             match envelope {
                 Envelope::Event(event) => {
-                    self.handle(event).await;
+                    // Debug level: free when off; with RUST_LOG=lodge=debug every line of
+                    // the event carries its kind and, once known, its outcome.
+                    let span = tracing::debug_span!(
+                        "event",
+                        kind = %event.kind(),
+                        outcome = tracing::field::Empty
+                    );
+                    self.handle(event).instrument(span).await;
                     self.last_event = Instant::now();
                 }
                 Envelope::Evict => {
@@ -344,7 +351,8 @@ impl Actor {
             return;
         }
         if let Err(e) = self.ensure_instance().await {
-            tracing::error!(error = %e, kind = event.kind(), "cannot deliver the event");
+            tracing::Span::current().record("outcome", "failed");
+            tracing::error!(error = %e, kind = %event.kind(), "cannot deliver the event");
             self.fail(event, e);
             return;
         }
@@ -402,15 +410,15 @@ impl Actor {
             .live
             .touch(self.entry.object.id, &self.entry.control);
         let metrics = &self.rt.metrics;
-        let kind = event.kind_index();
-        metrics.event_latency[kind].observe(started.elapsed().as_secs_f64());
+        let kind = event.kind();
+        metrics.event_latency[kind.index()].observe(started.elapsed().as_secs_f64());
         if result.is_ok() {
-            metrics.events_ok[kind].fetch_add(1, Ordering::Relaxed);
-            if kind == 4 {
+            metrics.events_ok[kind.index()].fetch_add(1, Ordering::Relaxed);
+            if kind == EventKind::Alarm {
                 metrics.alarms_fired.fetch_add(1, Ordering::Relaxed);
             }
         } else {
-            metrics.events_failed[kind].fetch_add(1, Ordering::Relaxed);
+            metrics.events_failed[kind.index()].fetch_add(1, Ordering::Relaxed);
         }
         // The attachment an accept hands over is bounded like `set-attachment`.
         let max_attachment = self.ctx.limits.max_attachment_bytes;
@@ -426,14 +434,18 @@ impl Actor {
             other => other,
         };
         match result {
-            Ok(returned) => self.commit(event, returned),
+            Ok(returned) => {
+                tracing::Span::current().record("outcome", "ok");
+                self.commit(event, returned)
+            }
             Err(trap) => {
+                tracing::Span::current().record("outcome", "failed");
                 self.rt
                     .metrics
                     .event_failures
                     .fetch_add(1, Ordering::Relaxed);
                 let message = trap_message(&trap);
-                tracing::warn!(kind = event.kind(), error = ?trap, "event failed; its writes are discarded and the instance replaced");
+                tracing::warn!(kind = %event.kind(), error = ?trap, "event failed; its writes are discarded and the instance replaced");
                 self.drop_instance();
                 let error = EventError::Trap {
                     object: self.entry.object.to_string(),

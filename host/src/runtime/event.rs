@@ -35,29 +35,81 @@ pub enum Event {
     },
 }
 
-impl Event {
-    /// The index of this kind in [`super::EVENT_KINDS`].
-    pub fn kind_index(&self) -> usize {
-        match self {
-            Event::Request { .. } => 0,
-            Event::Connect { .. } => 1,
-            Event::Message { .. } => 2,
-            Event::Close { .. } => 3,
-            Event::Alarm { .. } => 4,
-            Event::Ai { .. } => 5,
-        }
+/// The kinds of event: the one list that names them in logs and metrics and sizes the
+/// per-kind metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Request,
+    Connect,
+    Message,
+    Close,
+    Alarm,
+    Ai,
+}
+
+impl EventKind {
+    /// How many kinds there are.
+    pub const COUNT: usize = 6;
+    /// Every kind, in the order of its index.
+    pub const ALL: [EventKind; EventKind::COUNT] = [
+        EventKind::Request,
+        EventKind::Connect,
+        EventKind::Message,
+        EventKind::Close,
+        EventKind::Alarm,
+        EventKind::Ai,
+    ];
+
+    /// Its place in per-kind arrays.
+    pub fn index(self) -> usize {
+        self as usize
     }
 
-    /// A short name for logs and metrics.
-    pub fn kind(&self) -> &'static str {
+    /// Its name in logs and metrics.
+    pub fn name(self) -> &'static str {
         match self {
-            Event::Request { .. } => "request",
-            Event::Connect { .. } => "connect",
-            Event::Message { .. } => "message",
-            Event::Close { .. } => "close",
-            Event::Alarm { .. } => "alarm",
-            Event::Ai { .. } => "ai",
+            EventKind::Request => "request",
+            EventKind::Connect => "connect",
+            EventKind::Message => "message",
+            EventKind::Close => "close",
+            EventKind::Alarm => "alarm",
+            EventKind::Ai => "ai",
         }
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Event {
+    /// What kind of event this is.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Event::Request { .. } => EventKind::Request,
+            Event::Connect { .. } => EventKind::Connect,
+            Event::Message { .. } => EventKind::Message,
+            Event::Close { .. } => EventKind::Close,
+            Event::Alarm { .. } => EventKind::Alarm,
+            Event::Ai { .. } => EventKind::Ai,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_own_index_and_name() {
+        for (i, kind) in EventKind::ALL.iter().enumerate() {
+            assert_eq!(kind.index(), i);
+        }
+        let names: std::collections::BTreeSet<_> =
+            EventKind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(names.len(), EventKind::COUNT);
     }
 }
 

@@ -22,7 +22,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 pub use crate::sockets::{Frame, Outbound};
 pub use deploy::DeployError;
-pub use event::{AlarmOutcome, Event, EventError};
+pub use event::{AlarmOutcome, Event, EventError, EventKind};
 use live::LiveSet;
 
 use crate::ai::AiService;
@@ -53,9 +53,6 @@ pub struct ObjectStatus {
     pub sockets: usize,
 }
 
-/// Event kinds, in the order of [`Metrics::event_latency`].
-pub const EVENT_KINDS: [&str; 6] = ["request", "connect", "message", "close", "alarm", "ai"];
-
 /// Counters for metrics and tests.
 #[derive(Debug)]
 pub struct Metrics {
@@ -63,12 +60,12 @@ pub struct Metrics {
     pub evictions: AtomicU64,
     pub events: AtomicU64,
     pub event_failures: AtomicU64,
-    /// Events that completed, by kind ([`EVENT_KINDS`]).
-    pub events_ok: [AtomicU64; 6],
+    /// Events that completed, by kind ([`EventKind::index`]).
+    pub events_ok: [AtomicU64; EventKind::COUNT],
     /// Events that trapped or hit a limit, by kind.
-    pub events_failed: [AtomicU64; 6],
+    pub events_failed: [AtomicU64; EventKind::COUNT],
     /// Time a guest spent on an event, by kind (seconds).
-    pub event_latency: [crate::metrics::Histogram; 6],
+    pub event_latency: [crate::metrics::Histogram; EventKind::COUNT],
     pub alarms_fired: AtomicU64,
 }
 
