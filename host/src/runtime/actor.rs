@@ -76,13 +76,6 @@ pub(super) fn spawn(rt: Arc<Inner>, object: ObjectRef) -> Arc<ObjectEntry> {
         )
         .instrument(span.clone()),
     );
-    let alarm = match rt.store.alarm(object.id) {
-        Ok(a) => a.map(|a| (a.at_ms, a.retry)),
-        Err(e) => {
-            tracing::error!(object = %object, error = %e, "cannot read the object's alarm");
-            None
-        }
-    };
     let actor = Actor {
         rt,
         entry: entry.clone(),
@@ -92,7 +85,9 @@ pub(super) fn spawn(rt: Arc<Inner>, object: ObjectRef) -> Arc<ObjectEntry> {
         gate: gate_tx,
         commit_failed,
         instance: None,
-        alarm,
+        // Read by the actor itself: `spawn` runs under the directory lock, which must
+        // never wait on storage.
+        alarm: None,
         last_event: Instant::now(),
     };
     tokio::spawn(actor.run().instrument(span));
@@ -169,6 +164,15 @@ enum Returned {
 
 impl Actor {
     async fn run(mut self) {
+        // Before any event: the alarm as committed (a previous actor of this object
+        // retired only once its last commit had landed).
+        self.alarm = match self.rt.store.alarm(self.entry.object.id) {
+            Ok(a) => a.map(|a| (a.at_ms, a.retry)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the object's alarm");
+                None
+            }
+        };
         let idle = Duration::from_millis(self.rt.config.idle_timeout_ms);
         loop {
             if self.instance.is_none() && self.try_retire() {
