@@ -71,6 +71,13 @@ pub enum Outbound {
     Frame(Frame),
     /// Close with this code and reason (the object asked, or the host shuts down).
     Close(u16, String),
+    /// The object failed on a message of this socket: the server tells the client why in
+    /// its error frame, then closes with 1011 and `reason`. (The wire format of that
+    /// frame is the server's business.)
+    Failed {
+        message: String,
+        reason: String,
+    },
 }
 
 /// Where a socket is in its life.

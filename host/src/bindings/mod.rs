@@ -59,6 +59,12 @@ pub struct ObjectContext {
 pub enum Output {
     Send(u64, Frame),
     Close(u64, u16, String),
+    /// The event failed on this socket's message: error frame, then close 1011.
+    Fail {
+        socket: u64,
+        message: String,
+        reason: String,
+    },
     StartAi(u64, CompletionRequest),
     CancelAi(u64),
 }

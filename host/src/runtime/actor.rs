@@ -23,7 +23,7 @@ use crate::bindings::{
 };
 use crate::object::ObjectRef;
 use crate::registry::ClassVersion;
-use crate::sockets::{Frame, Phase, SocketTable};
+use crate::sockets::{Phase, SocketTable};
 use crate::storage::{AlarmChange, Batch, Overlay};
 
 /// A live instance and what it holds.
@@ -640,13 +640,15 @@ impl Actor {
                 }));
             }
             Event::Message { socket, .. } => {
-                let frame = serde_json::json!({ "type": "error", "error": error.to_string() });
-                outputs.push(Output::Send(socket, Frame::Text(frame.to_string().into())));
                 let reason = match &error {
                     EventError::Overloaded { .. } => "object overloaded",
                     _ => "object failed",
                 };
-                outputs.push(Output::Close(socket, 1011, reason.into()));
+                outputs.push(Output::Fail {
+                    socket,
+                    message: error.to_string(),
+                    reason: reason.into(),
+                });
             }
             Event::Close { socket, .. } => {
                 self.entry

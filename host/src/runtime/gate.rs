@@ -86,6 +86,11 @@ fn perform(object: &Arc<ObjectContext>, control: &mpsc::UnboundedSender<Envelope
     match output {
         Output::Send(socket, frame) => push(object, socket, Outbound::Frame(frame)),
         Output::Close(socket, code, reason) => push(object, socket, Outbound::Close(code, reason)),
+        Output::Fail {
+            socket,
+            message,
+            reason,
+        } => push(object, socket, Outbound::Failed { message, reason }),
         Output::StartAi(stream, request) => {
             let sink = ObjectSink {
                 stream,

@@ -107,6 +107,12 @@ pub async fn run(upgraded: Upgraded, mut link: SocketLink, max_message_bytes: us
                         }
                     }
                     Some(Outbound::Close(code, reason)) => Some(Control::Close(code, reason)),
+                    Some(Outbound::Failed { message, reason }) => {
+                        if !send(&mut ws, ws_message(error_frame(&message)), &mut close).await {
+                            break;
+                        }
+                        Some(Control::Close(FAILED, reason))
+                    }
                     None => Some(Control::CutOff),
                 };
                 match control {
@@ -165,6 +171,11 @@ where
                 Ok(Outbound::Frame(frame)) => ws.feed(ws_message(frame)).await?,
                 Ok(Outbound::Close(code, reason)) => {
                     control = Some(Control::Close(code, reason));
+                    break;
+                }
+                Ok(Outbound::Failed { message, reason }) => {
+                    ws.feed(ws_message(error_frame(&message))).await?;
+                    control = Some(Control::Close(FAILED, reason));
                     break;
                 }
                 Err(TryRecvError::Disconnected) => {
@@ -246,6 +257,16 @@ async fn start_close<S>(
         return;
     }
     *closing = Some(Instant::now() + CLOSE_TIMEOUT);
+}
+
+/// The close code after an object failed on a client's message (internal error).
+const FAILED: u16 = 1011;
+
+/// The frame that tells a client the object failed on its message:
+/// `{"type": "error", "error": "..."}`.
+fn error_frame(message: &str) -> Frame {
+    let json = serde_json::json!({ "type": "error", "error": message });
+    Frame::Text(json.to_string().into())
 }
 
 fn close_frame(code: u16, reason: &str) -> CloseFrame {
