@@ -1382,3 +1382,110 @@ async fn a_request_head_just_over_64_kb_is_refused() {
     let resp = raw_http(host.addr, head.as_bytes()).await.unwrap();
     assert!(resp.starts_with("HTTP/1.1 431"), "{resp:.200}");
 }
+
+/// The responses in raw HTTP/1.1 output, each body cut at its `content-length`, as a
+/// client (or a proxy) on that connection would read them.
+fn responses(raw: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = raw;
+    while let Some(end) = rest.find("\r\n\r\n") {
+        let head = &rest[..end];
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        let body_start = end + 4;
+        let body_end = (body_start + length).min(rest.len());
+        out.push((head.to_string(), rest[body_start..body_end].to_string()));
+        rest = &rest[body_end..];
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_owns_http_framing_whatever_the_guest_answers() {
+    let host = HostConfig::new()
+        .class("counter", "counter")
+        .start()
+        .await
+        .unwrap();
+    // A guest's `content-length: 0` in front of a body that is itself a response, and
+    // other framing headers: stripped, so the client reads the body the guest returned and
+    // then the real answer to its second request, never a forged one.
+    let forged = "HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged";
+    let told = serde_json::json!({
+        "status": 200,
+        "headers": [
+            ["content-length", "0"],
+            ["transfer-encoding", "chunked"],
+            ["connection", "keep-alive"],
+            ["keep-alive", "timeout=600"],
+            ["upgrade", "h2c"],
+            ["trailer", "x"],
+            ["x-kept", "yes"],
+        ],
+        "body": forged,
+    })
+    .to_string();
+    let request = format!(
+        "POST /counter/frame/respond HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{told}\
+         GET /counter/frame/version HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        told.len()
+    );
+    let raw = raw_http(host.addr, request.as_bytes()).await.unwrap();
+    let got = responses(&raw);
+    assert_eq!(got.len(), 2, "{raw}");
+    assert_eq!(got[0].1, forged, "{raw}");
+    let head = got[0].0.to_ascii_lowercase();
+    assert!(
+        head.contains(&format!("content-length: {}", forged.len())),
+        "{raw}"
+    );
+    for owned in ["transfer-encoding", "keep-alive", "upgrade", "trailer"] {
+        assert!(!head.contains(owned), "{owned} reached the wire: {raw}");
+    }
+    assert!(head.contains("x-kept: yes"), "{raw}");
+    assert_eq!(got[1].1, r#"{"version":"v1"}"#, "{raw}");
+    host.log
+        .wait_for(
+            &["dropped response headers the host owns", "content-length"],
+            1,
+        )
+        .await
+        .unwrap();
+
+    // 1xx is the host's: a guest's 101 (or 100) becomes a 500 with a JSON error.
+    for status in [101, 100] {
+        let told = serde_json::json!({ "status": status, "headers": [["upgrade", "websocket"]], "body": "" });
+        let r = post(&host.url("/counter/frame/respond"), &told.to_string())
+            .await
+            .unwrap();
+        assert_eq!(r.status, 500, "{status}: {}", r.body);
+        assert!(
+            r.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("invalid status"),
+            "{}",
+            r.body
+        );
+    }
+    // Also when it refuses a WebSocket with a fake 101: the client gets an error, not a
+    // half-upgraded connection.
+    let (status, body) = Ws::connect_refused(&host.ws_url("/counter/frame/ws?name=reject-101"))
+        .await
+        .unwrap();
+    assert_eq!(status, 500, "{body}");
+    // The object and the host serve on.
+    assert_eq!(
+        get(&host.url("/counter/frame/version"))
+            .await
+            .unwrap()
+            .json()["version"],
+        "v1"
+    );
+}

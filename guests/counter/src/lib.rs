@@ -124,6 +124,9 @@ impl Object for Counter {
                 }
             }
             ("GET", "/version") => Response::json(200, &json!({ "version": VERSION })),
+            // Answers with the status, headers and body the request names: how tests play
+            // a guest that tries to take over the host's HTTP framing.
+            ("POST", "/respond") => respond_as_told(&req.body),
             #[cfg(feature = "fs")]
             ("GET", "/file") => Response::text(
                 200,
@@ -142,6 +145,12 @@ impl Object for Counter {
         let name = req.query_param("name").unwrap_or_else(|| "anon".into());
         if name == "reject" {
             return Connect::reject(Response::error(403, "rejected by the object"));
+        }
+        if name == "reject-101" {
+            // A refusal that pretends to be the upgrade.
+            return Connect::reject(
+                Response::text(101, "not really").header("upgrade", "websocket"),
+            );
         }
         let _ =
             socket.send_json(&json!({ "type": "hello", "name": name, "count": bump("count", 0) }));
@@ -229,4 +238,20 @@ lodge_sdk::export!(Counter);
 #[unsafe(no_mangle)]
 pub extern "C" fn _initialize() {
     core::arch::wasm32::unreachable()
+}
+
+/// `{"status": 200, "headers": [["name", "value"], ...], "body": "..."}` as a response.
+fn respond_as_told(body: &[u8]) -> Response {
+    let told: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let mut resp = Response {
+        status: told["status"].as_u64().unwrap_or(200) as u16,
+        headers: Vec::new(),
+        body: told["body"].as_str().unwrap_or("").as_bytes().to_vec(),
+    };
+    for pair in told["headers"].as_array().into_iter().flatten() {
+        if let (Some(name), Some(value)) = (pair[0].as_str(), pair[1].as_str()) {
+            resp = resp.header(name, value);
+        }
+    }
+    resp
 }
