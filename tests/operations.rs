@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use lodge_tests::{HostConfig, Ws, get, http, lodge_bin, post};
+use lodge_tests::{HostConfig, Ws, get, http, lodge_bin, post, raw_http};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,4 +174,130 @@ async fn a_backup_of_a_running_host_restores_into_a_fresh_data_dir() {
         .as_i64()
         .unwrap();
     assert!((0..=50).contains(&busy));
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_at_rest_is_private_and_backups_uploads_and_restores_are_checked() {
+    let mut host = HostConfig::new()
+        .class("counter", "counter")
+        .toml("admin", "upload_timeout_ms = 300")
+        .start()
+        .await
+        .unwrap();
+    post(&host.url("/counter/kept/increment"), "")
+        .await
+        .unwrap();
+    // Nobody but the operator reads the data: the dir is 0700, what is in it 0600/0700.
+    let data = host.data_dir().to_path_buf();
+    assert_eq!(mode(&data), 0o700);
+    let mut checked = 0;
+    for entry in walk(&data) {
+        assert_eq!(
+            mode(&entry) & 0o077,
+            0,
+            "{} is {:o}",
+            entry.display(),
+            mode(&entry)
+        );
+        checked += 1;
+    }
+    assert!(
+        checked >= 5,
+        "lodge.redb, registry.json, admin.token, components/..."
+    );
+
+    // A backup folder that climbs with `..` is refused.
+    let tmp = tempfile::tempdir().unwrap();
+    let climbing = format!("{}/a/../b", tmp.path().display());
+    let (ok, _, err) = host.cli(&["backup", &climbing]);
+    assert!(!ok);
+    assert!(err.contains("climbs with '..'"), "{err}");
+
+    // An upload that trickles its body gets 408 once the upload timeout passes.
+    let request = format!(
+        "POST /classes/counter/versions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-length: 100000\r\n\r\nonly the start",
+        host.admin_token()
+    );
+    let raw = raw_http(host.admin_addr, request.as_bytes()).await.unwrap();
+    assert!(raw.starts_with("HTTP/1.1 408"), "{raw}");
+    assert!(raw.contains("upload_timeout_ms"), "{raw}");
+
+    // A restore takes component sources only after checking their hash, and never a
+    // compiled artifact (native code the host would load).
+    let backup = tmp.path().join("backup");
+    let (ok, _, err) = host.cli(&["backup", backup.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    std::fs::write(backup.join("components/planted.cwasm"), b"native code?").unwrap();
+    let restore = |into: &std::path::Path| {
+        Command::new(lodge_bin())
+            .args(["restore", backup.to_str().unwrap(), "--data-dir"])
+            .arg(into)
+            .output()
+            .unwrap()
+    };
+    let fresh = tmp.path().join("fresh");
+    let out = restore(&fresh);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!fresh.join("components/planted.cwasm").exists());
+    let wasm = std::fs::read_dir(backup.join("components"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "wasm"))
+        .unwrap();
+    let mut bytes = std::fs::read(&wasm).unwrap();
+    bytes.push(0);
+    std::fs::write(&wasm, bytes).unwrap();
+    let damaged = tmp.path().join("damaged");
+    let out = restore(&damaged);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("do not match its name"), "{err}");
+    assert!(
+        !damaged.join("lodge.redb").exists(),
+        "nothing restored from it"
+    );
+
+    // A token file others can read is refused at start, with what to do.
+    host.kill();
+    let token = data.join("admin.token");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let out = Command::new(lodge_bin())
+        .args(["serve", "--config"])
+        .arg(host.config_path())
+        .env("RUST_LOG", "off")
+        .env_remove("LODGE_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("can be read by other users") && err.contains("chmod 600"),
+        "{err}"
+    );
+}
+
+/// Every file and folder under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        }
+        out.push(path);
+    }
+    out
 }

@@ -50,7 +50,7 @@ pub enum LogFormat {
 }
 
 /// Object lifecycle settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
     /// An object with no event for this long is evicted (its sockets stay open).
@@ -118,7 +118,7 @@ impl Default for Limits {
 }
 
 /// Alarm delivery.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlarmConfig {
     /// The first retry of a failed `on-alarm` waits this long; each next one twice as long.
@@ -150,6 +150,9 @@ pub struct AdminConfig {
     pub token: Option<String>,
     /// Largest component upload.
     pub max_upload_bytes: usize,
+    /// How long an upload's body may take to arrive, once its headers have (default
+    /// 60 000): a client that trickles a body does not hold a connection forever.
+    pub upload_timeout_ms: u64,
 }
 
 impl Default for AdminConfig {
@@ -159,6 +162,7 @@ impl Default for AdminConfig {
             token_env: "LODGE_ADMIN_TOKEN".into(),
             token: None,
             max_upload_bytes: 64 << 20,
+            upload_timeout_ms: 60_000,
         }
     }
 }
@@ -548,5 +552,9 @@ mod tests {
         assert_eq!(documented.limits, defaults.limits);
         assert_eq!(documented.listen, defaults.listen);
         assert_eq!(documented.data_dir, defaults.data_dir);
+        assert_eq!(documented.admin, defaults.admin);
+        assert_eq!(documented.runtime, defaults.runtime);
+        assert_eq!(documented.alarms, defaults.alarms);
+        assert_eq!(documented.ai, defaults.ai);
     }
 }

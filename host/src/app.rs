@@ -43,6 +43,20 @@ pub enum StartError {
     AdminToken(#[from] crate::admin::TokenError),
     #[error(transparent)]
     Starting(crate::runtime::DeployError),
+    #[error("cannot make the data dir {path} private: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Creates the data dir if needed and makes it the operator's alone (0700): it holds
+/// every object's data, the components and the admin token. (The binary also sets a
+/// umask of 077, so what the host writes inside is 0600.)
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 /// A running host.
@@ -66,6 +80,10 @@ impl Host {
         if config.classes.is_empty() {
             return Err(StartError::NoClasses);
         }
+        private_dir(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
         let (admin_token, token_file) =
             crate::admin::resolve_token(&config.admin, &config.data_dir)?;
         let store = Store::open(&config.data_dir)?;

@@ -19,6 +19,10 @@ pub enum BackupError {
     DataDirInUse(PathBuf),
     #[error("backup storage: {0}")]
     Storage(#[from] crate::storage::StorageError),
+    #[error(
+        "{0}: the component's bytes do not match its name (a damaged or altered backup); nothing was restored from it"
+    )]
+    Tampered(PathBuf),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -36,6 +40,47 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackupError {
 pub struct BackupSummary {
     pub objects: usize,
     pub components: usize,
+}
+
+/// The components of a backup that may be restored: `{sha256}.wasm` files whose bytes
+/// hash to their name. Compiled artifacts (`.cwasm`) are never restored: the host would
+/// load them as native code, so it compiles them again from the `.wasm` instead. Read
+/// before anything is written, so a damaged backup changes nothing.
+fn verified_components(backup_dir: &Path) -> Result<Vec<(String, Vec<u8>)>, BackupError> {
+    use sha2::{Digest, Sha256};
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(backup_dir.join("components")) else {
+        return Ok(found);
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(hash) = name.strip_suffix(".wasm") else {
+            tracing::warn!(file = %name, "not restored: only component sources are, artifacts are compiled again");
+            continue;
+        };
+        let bytes = std::fs::read(entry.path()).map_err(io(format!("reading {name}")))?;
+        if hex::encode(Sha256::digest(&bytes)) != hash {
+            return Err(BackupError::Tampered(entry.path()));
+        }
+        found.push((name, bytes));
+    }
+    Ok(found)
+}
+
+/// Refuses a backup folder that is relative or climbs out with `..`: the admin API
+/// writes where it is told, so it is told plainly.
+pub fn check_backup_dir(dir: &Path) -> Result<(), String> {
+    use std::path::Component;
+    if !dir.is_absolute() {
+        return Err("give an absolute folder: /backup?dir=/path/to/new/folder".into());
+    }
+    if dir.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(format!(
+            "the backup folder {} climbs with '..': give it without",
+            dir.display()
+        ));
+    }
+    Ok(())
 }
 
 /// Writes a backup of the running host into `dir` (which must not exist yet).
@@ -65,6 +110,7 @@ pub fn restore(backup_dir: &Path, data_dir: &Path, force: bool) -> Result<(), Ba
     if !source_db.exists() {
         return Err(BackupError::NotABackup(backup_dir.to_path_buf()));
     }
+    let components = verified_components(backup_dir)?;
     let target_db = data_dir.join("lodge.redb");
     if target_db.exists() {
         if !force {
@@ -88,11 +134,11 @@ pub fn restore(backup_dir: &Path, data_dir: &Path, force: bool) -> Result<(), Ba
         std::fs::copy(&manifest, data_dir.join("registry.json"))
             .map_err(io("copying registry.json"))?;
     }
-    if let Ok(entries) = std::fs::read_dir(backup_dir.join("components")) {
-        for entry in entries.flatten() {
-            let target = data_dir.join("components").join(entry.file_name());
-            std::fs::copy(entry.path(), &target).map_err(io("copying a component"))?;
-        }
+    for (name, bytes) in components {
+        let target = data_dir.join("components").join(name);
+        std::fs::write(&target, bytes)
+            .and_then(|()| std::fs::File::open(&target)?.sync_all())
+            .map_err(io("copying a component"))?;
     }
     // Make the restored files durable before a host is started on them.
     std::fs::File::open(&target_db)

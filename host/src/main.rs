@@ -253,6 +253,7 @@ fn run(cli: Cli) -> Result<()> {
             return Ok(lodge::scaffold::cli(&dir, &name, sdk.as_deref())?);
         }
     };
+    private_files();
     let config = load_config(&args)?;
     init_logs(config.log_format);
     lodge::runtime::engine::reserve_a_core_for_serving();
@@ -288,6 +289,15 @@ impl AdminArgs {
             }
         };
         cli::AdminClient::new(base, token, self.json)
+    }
+}
+
+/// Files the host writes (database, components, artifacts, token, backups) are its
+/// operator's alone: umask 077. Not for `lodge new`, whose files are the user's sources.
+fn private_files() {
+    // SAFETY: umask(2) only sets this process's file mode creation mask.
+    unsafe {
+        libc::umask(0o077);
     }
 }
 
@@ -363,6 +373,7 @@ fn ops(op: Ops) -> Result<()> {
                 Some(d) => d,
                 None => read_config(config.as_deref())?.data_dir,
             };
+            private_files();
             lodge::backup::restore(&dir, &data_dir, force).with_context(|| {
                 format!("restoring {} into {}", dir.display(), data_dir.display())
             })?;

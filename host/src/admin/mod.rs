@@ -33,6 +33,7 @@ struct Admin {
     runtime: Runtime,
     token: String,
     max_upload: usize,
+    upload_timeout: std::time::Duration,
     deploys: AtomicU64,
 }
 
@@ -48,6 +49,7 @@ pub async fn serve(
         runtime,
         token,
         max_upload: config.max_upload_bytes,
+        upload_timeout: std::time::Duration::from_millis(config.upload_timeout_ms),
         deploys: AtomicU64::new(0),
     });
     http::accept_loop(listener, stop, http::Upgrades::Refused, move |req| {
@@ -181,10 +183,17 @@ async fn handle(admin: &Admin, req: hyper::Request<Incoming>) -> HttpResponse {
         (Method::POST, ["classes", class, "versions"]) => {
             let class = class.to_string();
             let label = query_param(&query, "label").filter(|l| !l.is_empty());
-            let body = match Limited::new(req.into_body(), admin.max_upload)
-                .collect()
-                .await
-            {
+            let reading = Limited::new(req.into_body(), admin.max_upload).collect();
+            let Ok(collected) = tokio::time::timeout(admin.upload_timeout, reading).await else {
+                return error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the upload did not arrive within {} ms (admin.upload_timeout_ms)",
+                        admin.upload_timeout.as_millis()
+                    ),
+                );
+            };
+            let body = match collected {
                 Ok(b) => b.to_bytes(),
                 Err(_) => {
                     return error(
@@ -248,12 +257,15 @@ async fn handle(admin: &Admin, req: hyper::Request<Incoming>) -> HttpResponse {
             }
         }
         (Method::POST, ["backup"]) => {
-            let Some(dir) = query_param(&query, "dir").filter(|d| d.starts_with('/')) else {
+            let Some(dir) = query_param(&query, "dir") else {
                 return error(
                     StatusCode::BAD_REQUEST,
                     "give an absolute folder: /backup?dir=/path/to/new/folder",
                 );
             };
+            if let Err(message) = crate::backup::check_backup_dir(std::path::Path::new(&dir)) {
+                return error(StatusCode::BAD_REQUEST, message);
+            }
             let runtime = admin.runtime.clone();
             let target = std::path::PathBuf::from(&dir);
             let result = tokio::task::spawn_blocking(move || {

@@ -32,6 +32,10 @@ pub enum TokenError {
         source: std::io::Error,
     },
     #[error(
+        "the admin token file {path} can be read by other users (mode {mode:o}): `chmod 600` it, or delete it and a new token is made at start"
+    )]
+    Exposed { path: PathBuf, mode: u32 },
+    #[error(
         "no admin token for the host at {admin}: looked in {looked}. Run this where the host's lodge.toml is, or pass --token (or set LODGE_ADMIN_TOKEN)"
     )]
     NotFound { admin: String, looked: String },
@@ -75,6 +79,12 @@ pub fn resolve_token(
     let path = token_file(data_dir);
     let absolute = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
     if let Some(existing) = read_token_file(&path) {
+        // A token others can read is no secret: refuse it rather than serve with it.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).map_or(0, |m| m.permissions().mode() & 0o777);
+        if mode & 0o077 != 0 {
+            return Err(TokenError::Exposed { path, mode });
+        }
         return Ok((existing, Some(absolute)));
     }
     let token = hex::encode(rand::random::<[u8; 32]>());

@@ -191,6 +191,7 @@ impl Registry {
         std::fs::write(&tmp, bytes)
             .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
             .and_then(|()| std::fs::rename(&tmp, &path))
+            .and_then(|()| std::fs::File::open(&self.cache_dir)?.sync_all())
             .map_err(cache)
     }
 
@@ -559,10 +560,12 @@ impl Registry {
             path: self.cache_dir.clone(),
             source,
         })?;
-        // Write then rename, so a crash never leaves a torn artifact behind.
+        // Write, sync, then rename, so a crash never leaves a torn artifact behind.
         let tmp = artifact.with_extension("tmp");
         std::fs::write(&tmp, &compiled)
+            .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
             .and_then(|()| std::fs::rename(&tmp, &artifact))
+            .and_then(|()| std::fs::File::open(&self.cache_dir)?.sync_all())
             .map_err(|source| RegistryError::Cache {
                 path: artifact.clone(),
                 source,
