@@ -211,6 +211,23 @@ async fn data_at_rest_is_private_and_backups_uploads_and_restores_are_checked() 
         "lodge.redb, registry.json, admin.token, components/..."
     );
 
+    // Names and queries that are not UTF-8 are refused, never decoded lossily (which
+    // would make `%FF` and `%FE` the same object).
+    for path in [
+        "/classes/counter/objects/%FF",
+        "/classes/counter/objects/%FF/evict",
+        "/classes/counter/versions?label=%FF",
+    ] {
+        let method = if path.ends_with("evict") || path.contains("label") {
+            "POST"
+        } else {
+            "GET"
+        };
+        let r = host.admin(method, path, Vec::new()).await.unwrap();
+        assert_eq!(r.status, 400, "{path}: {}", r.body);
+        assert!(r.body.contains("UTF-8"), "{path}: {}", r.body);
+    }
+
     // A backup folder that climbs with `..` is refused.
     let tmp = tempfile::tempdir().unwrap();
     let climbing = format!("{}/a/../b", tmp.path().display());

@@ -92,15 +92,20 @@ fn registry_error(e: &RegistryError) -> HttpResponse {
     error(status, e.to_string())
 }
 
+/// A query parameter, percent-decoded; `handle` has refused queries that do not decode
+/// to UTF-8, so nothing is decoded lossily here.
 fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| {
-            percent_encoding::percent_decode_str(&v.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        })
+        (k == name).then(|| decode_query_value(v))?
     })
+}
+
+fn decode_query_value(v: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(&v.replace('+', " "))
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
 }
 
 async fn handle(admin: &Admin, req: hyper::Request<Incoming>) -> HttpResponse {
@@ -136,6 +141,15 @@ async fn handle(admin: &Admin, req: hyper::Request<Incoming>) -> HttpResponse {
         return resp;
     }
     let query = req.uri().query().unwrap_or("").to_string();
+    if query
+        .split('&')
+        .any(|pair| decode_query_value(pair.split_once('=').map_or(pair, |(_, v)| v)).is_none())
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the query is not UTF-8 once percent-decoded",
+        );
+    }
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
         (Method::GET, ["metrics"]) => metrics(admin),
@@ -302,7 +316,15 @@ fn object_ref(
             format!("no class named '{class}'"),
         ));
     }
-    let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+    // Strictly: a lossy decoding would turn two different names into one.
+    let name = percent_encoding::percent_decode_str(name)
+        .decode_utf8()
+        .map_err(|_| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "invalid object name: it is not UTF-8 once percent-decoded",
+            )
+        })?;
     crate::object::ObjectRef::new(class, &name)
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid object name: {e}")))
 }
