@@ -62,7 +62,7 @@ fn ensure_guest_target() -> Result<(), String> {
     }
     let mut add = Command::new("rustup");
     add.args(["target", "add", GUEST_TARGET]);
-    run(
+    run_quietly(
         add,
         &root,
         &format!("installing the {GUEST_TARGET} target (rustup target add {GUEST_TARGET})"),
@@ -70,6 +70,25 @@ fn ensure_guest_target() -> Result<(), String> {
     .map_err(|e| {
         format!("{e}\nxtask: the guests need the {GUEST_TARGET} standard library; install it with `rustup target add {GUEST_TARGET}`")
     })
+}
+
+/// Like [`run`], for installers: their own output is shown only when they fail, so each
+/// install is the one line that says what it is doing.
+fn run_quietly(mut cmd: Command, dir: &Path, what: &str) -> Result<(), String> {
+    eprintln!("xtask: {what}");
+    let out = cmd
+        .current_dir(dir)
+        .output()
+        .map_err(|e| format!("{what}: cannot start: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    eprintln!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Err(format!("{what}: failed ({})", out.status))
 }
 
 fn build_guests() -> Result<(), String> {
@@ -91,7 +110,7 @@ fn install_test_tools() -> Result<(), String> {
         if dir.join("package.json").exists() && !dir.join("node_modules").exists() {
             let mut cmd = Command::new("npm");
             cmd.args(["ci", "--no-audit", "--no-fund"]);
-            run(
+            run_quietly(
                 cmd,
                 &dir,
                 &format!("installing npm packages in {}", dir.display()),
@@ -101,7 +120,7 @@ fn install_test_tools() -> Result<(), String> {
     if !Path::new("/usr/bin/chromium").exists() {
         let mut update = Command::new("apt-get");
         update.args(["update", "-qq"]);
-        run(update, &root, "apt-get update (for Debian's chromium)")?;
+        run_quietly(update, &root, "apt-get update (for Debian's chromium)")?;
         let mut install = Command::new("apt-get");
         install
             .args([
@@ -112,7 +131,7 @@ fn install_test_tools() -> Result<(), String> {
                 "chromium",
             ])
             .env("DEBIAN_FRONTEND", "noninteractive");
-        run(
+        run_quietly(
             install,
             &root,
             "installing Debian's chromium for the browser tests",
