@@ -102,6 +102,23 @@ pub struct ObjectEntry {
     sockets: Arc<Mutex<SocketTable>>,
 }
 
+impl ObjectEntry {
+    /// Queues a close with `code` and `reason` on every socket of the object; returns
+    /// how many took it.
+    fn close_sockets(&self, code: u16, reason: &str) -> usize {
+        let mut sockets = self.sockets.lock().expect("socket table lock");
+        sockets
+            .ids()
+            .into_iter()
+            .filter(|&id| {
+                sockets
+                    .push(id, Outbound::Close(code, reason.into()))
+                    .is_ok()
+            })
+            .count()
+    }
+}
+
 pub(crate) struct Inner {
     registry: Arc<Registry>,
     store: Store,
@@ -440,29 +457,24 @@ impl Runtime {
     /// After its class was removed: closes every socket of the class's objects on this
     /// host (1001) and drops their instances. Returns how many sockets were closed.
     pub fn close_class(&self, class: &str) -> usize {
-        let entries: Vec<Arc<ObjectEntry>> = self
-            .inner
+        let mut closed = 0;
+        for entry in self.entries_where(|e| &*e.object.class == class) {
+            closed += entry.close_sockets(1001, "the class was removed from this host");
+            let _ = entry.control.send(Envelope::Evict);
+        }
+        closed
+    }
+
+    /// The entries on this host that `keep` selects, taken out of the directory lock.
+    fn entries_where(&self, keep: impl Fn(&ObjectEntry) -> bool) -> Vec<Arc<ObjectEntry>> {
+        self.inner
             .directory
             .lock()
             .expect("directory lock")
             .values()
-            .filter(|e| &*e.object.class == class)
+            .filter(|e| keep(e))
             .cloned()
-            .collect();
-        let mut closed = 0;
-        for entry in entries {
-            {
-                let mut sockets = entry.sockets.lock().expect("socket table lock");
-                for id in sockets.ids() {
-                    let reason = "the class was removed from this host".to_string();
-                    if sockets.push(id, Outbound::Close(1001, reason)).is_ok() {
-                        closed += 1;
-                    }
-                }
-            }
-            let _ = entry.control.send(Envelope::Evict);
-        }
-        closed
+            .collect()
     }
 
     /// Deletes an object: closes its sockets (1000), erases its storage and alarm.
@@ -477,22 +489,9 @@ impl Runtime {
     /// queued events and commits to finish.
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.shutting_down.store(true, Ordering::Relaxed);
-        let entries: Vec<Arc<ObjectEntry>> = self
-            .inner
-            .directory
-            .lock()
-            .expect("directory lock")
-            .values()
-            .cloned()
-            .collect();
+        let entries = self.entries_where(|_| true);
         for entry in &entries {
-            let mut sockets = entry.sockets.lock().expect("socket table lock");
-            for id in sockets.ids() {
-                let _ = sockets.push(
-                    id,
-                    Outbound::Close(1001, "the server is shutting down".into()),
-                );
-            }
+            entry.close_sockets(1001, "the server is shutting down");
         }
         let deadline = tokio::time::Instant::now() + grace;
         loop {
