@@ -25,6 +25,21 @@ use crate::object::ObjectRef;
 use crate::runtime::{Connected, EventError, Runtime};
 use routes::RouteError;
 
+/// A refused body up to this many times the limit is read and dropped before the 413;
+/// a larger one gets its answer at once (and, likely, a reset connection).
+const DISCARD_FACTOR: u64 = 4;
+/// How long a refused body may take to be read and dropped.
+const DISCARD_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Reads and drops what is left of `body`, for at most [`DISCARD_TIMEOUT`] (lingering, so
+/// the client reads the answer rather than a connection reset mid-upload).
+async fn discard(mut body: Incoming) {
+    let _ = tokio::time::timeout(DISCARD_TIMEOUT, async {
+        while let Some(Ok(_)) = body.frame().await {}
+    })
+    .await;
+}
+
 /// How long a client may take to send a request body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -139,7 +154,12 @@ async fn handle(shared: &Shared, mut req: hyper::Request<Incoming>) -> HttpRespo
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+    if let Some(n) = declared.filter(|&n| n > limits.max_body_bytes as u64) {
+        // Refused before any of it is kept; a body of moderate size is still read (and
+        // dropped), so a client busy sending it gets the 413 instead of a reset.
+        if n <= (limits.max_body_bytes as u64).saturating_mul(DISCARD_FACTOR) {
+            discard(req.into_body()).await;
+        }
         return too_large();
     }
     let reading = Limited::new(req.into_body(), limits.max_body_bytes).collect();
