@@ -135,9 +135,14 @@ pub fn read_component(file: &Path) -> Result<Vec<u8>> {
     })
 }
 
-/// `lodge deploy CLASS FILE`.
-pub fn deploy(client: &AdminClient, class: &str, file: &Path, label: Option<&str>) -> Result<()> {
-    let bytes = read_component(file)?;
+/// `lodge deploy CLASS FILE`, with the bytes of FILE (read before any host is asked).
+pub fn deploy(
+    client: &AdminClient,
+    class: &str,
+    file: &Path,
+    bytes: Vec<u8>,
+    label: Option<&str>,
+) -> Result<()> {
     let reply = deploy_bytes(client, class, bytes, label)
         .with_context(|| format!("deploy of {} as '{class}' refused", file.display()))?;
     client.show(&reply, |r| {

@@ -231,8 +231,8 @@ fn run(cli: Cli) -> Result<()> {
             admin,
         }) => {
             // A missing file is the user's to fix before any host is asked.
-            cli::read_component(&file)?;
-            return cli::deploy(&admin.client()?, &class, &file, label.as_deref());
+            let bytes = cli::read_component(&file)?;
+            return cli::deploy(&admin.client()?, &class, &file, bytes, label.as_deref());
         }
         Some(Command::Rollback {
             class,
