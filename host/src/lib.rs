@@ -23,6 +23,13 @@ pub mod storage;
 
 pub use lodge_core::{config, object};
 
+/// The fake OpenAI-compatible provider of the end-to-end tests, for the unit tests of the
+/// AI client and of the runtime's streams.
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../../tests/support/fake_ai.rs"]
+pub(crate) mod fake_ai;
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -30,10 +37,10 @@ mod tests {
 
     /// The top-level modules, each allowed to import only those after it: the order data
     /// flows in (`app` wires everything; `config` and `object` come from lodge-core and
-    /// are free for all).
-    const LAYERS: [&str; 13] = [
+    /// are free for all; `fake_ai` exists in unit tests only).
+    const LAYERS: [&str; 14] = [
         "app", "admin", "server", "backup", "alarms", "runtime", "registry", "bindings", "ai",
-        "sockets", "storage", "metrics", "scaffold",
+        "sockets", "storage", "metrics", "scaffold", "fake_ai",
     ];
 
     /// The `crate::NAME` paths used in `text` (`use crate::{a, b::c}` included).
@@ -83,7 +90,11 @@ mod tests {
             .filter(|m| m != "lib" && m != "main" && m != "cli")
             .collect();
         top_level.sort();
-        let mut layered: Vec<String> = LAYERS.iter().map(|m| m.to_string()).collect();
+        let mut layered: Vec<String> = LAYERS
+            .iter()
+            .filter(|m| **m != "fake_ai")
+            .map(|m| m.to_string())
+            .collect();
         layered.sort();
         assert_eq!(
             top_level, layered,

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use super::sse::{SseError, SseEvent, SseParser};
-use super::{ChatMessage, CompletionRequest};
+use super::{ChatMessage, CompletionRequest, Deltas};
 
 /// The longest reply kept for the final `Done` event; a longer one is ended with an error.
 pub(crate) const MAX_REPLY_BYTES: usize = 4 * 1024 * 1024;
@@ -212,7 +212,7 @@ pub(crate) async fn stream_completion(
     client: &reqwest::Client,
     provider: &Provider,
     request: &CompletionRequest,
-    on_delta: &mut (dyn FnMut(String) -> bool + Send),
+    on_delta: &mut impl Deltas,
 ) -> Outcome {
     match run(client, provider, request, on_delta).await {
         Ok(outcome) => outcome,
@@ -246,7 +246,7 @@ async fn run(
     client: &reqwest::Client,
     provider: &Provider,
     request: &CompletionRequest,
-    on_delta: &mut (dyn FnMut(String) -> bool + Send),
+    on_delta: &mut impl Deltas,
 ) -> Result<Outcome, String> {
     let model = provider.model_for(request);
     let body = request_body(model, request);
@@ -326,10 +326,18 @@ async fn run(
             Some(Ok(None)) => {
                 // The body ended. A complete last line without its blank line still counts.
                 if let Some(event) = parser.finish() {
-                    match handle_event(&event, &mut text, &mut usage, on_delta)? {
+                    match handle_event(&event, &mut text, &mut usage)? {
                         Step::Done => return Ok(Outcome::Done { text, usage }),
-                        Step::Abandoned => return Ok(Outcome::Abandoned),
-                        Step::Continue { finished: f, .. } => finished |= f,
+                        Step::Continue {
+                            finished: f, delta, ..
+                        } => {
+                            finished |= f;
+                            if let Some(delta) = delta
+                                && !on_delta.deliver(delta).await
+                            {
+                                return Ok(Outcome::Abandoned);
+                            }
+                        }
                     }
                 }
                 if finished {
@@ -343,16 +351,23 @@ async fn run(
             }
         };
         for event in &events {
-            match handle_event(event, &mut text, &mut usage, on_delta)? {
+            match handle_event(event, &mut text, &mut usage)? {
                 Step::Done => return Ok(Outcome::Done { text, usage }),
-                Step::Abandoned => return Ok(Outcome::Abandoned),
                 Step::Continue {
                     finished: f,
                     token,
                     data,
+                    delta,
                 } => {
                     finished |= f;
                     first_token |= token;
+                    if let Some(delta) = delta
+                        && !on_delta.deliver(delta).await
+                    {
+                        return Ok(Outcome::Abandoned);
+                    }
+                    // After the hand-over: time the object made us wait is not the
+                    // provider's silence.
                     if data {
                         last_event = Instant::now();
                     }
@@ -370,9 +385,10 @@ enum Step {
         token: bool,
         /// The event carried data (progress for the idle timeout).
         data: bool,
+        /// Reply text to hand on.
+        delta: Option<String>,
     },
     Done,
-    Abandoned,
 }
 
 /// Interprets one SSE event of the stream.
@@ -380,7 +396,6 @@ fn handle_event(
     event: &SseEvent,
     text: &mut String,
     usage: &mut Option<Usage>,
-    on_delta: &mut (dyn FnMut(String) -> bool + Send),
 ) -> Result<Step, String> {
     let data = event.data.trim();
     if data.is_empty() {
@@ -388,6 +403,7 @@ fn handle_event(
             finished: false,
             token: false,
             data: false,
+            delta: None,
         });
     }
     if data == "[DONE]" {
@@ -407,7 +423,8 @@ fn handle_event(
         *usage = Some(u);
     }
     let mut token = chunk.reasoning;
-    if let Some(content) = chunk.content.filter(|c| !c.is_empty()) {
+    let delta = chunk.content.filter(|c| !c.is_empty());
+    if let Some(content) = &delta {
         token = true;
         if text.len() + content.len() > MAX_REPLY_BYTES {
             return Err(format!(
@@ -415,15 +432,13 @@ fn handle_event(
                 MAX_REPLY_BYTES / (1024 * 1024)
             ));
         }
-        text.push_str(&content);
-        if !on_delta(content) {
-            return Ok(Step::Abandoned);
-        }
+        text.push_str(content);
     }
     Ok(Step::Continue {
         finished: chunk.finished,
         token,
         data: true,
+        delta,
     })
 }
 
@@ -508,7 +523,7 @@ fn parse_usage(value: &Value) -> Option<Usage> {
 async fn whole_json_reply(
     response: &mut reqwest::Response,
     first_deadline: Option<Instant>,
-    on_delta: &mut (dyn FnMut(String) -> bool + Send),
+    on_delta: &mut impl Deltas,
     provider: &Provider,
     model: &str,
 ) -> Result<Outcome, String> {
@@ -562,7 +577,7 @@ async fn whole_json_reply(
         );
     };
     let text = text.to_owned();
-    if !text.is_empty() && !on_delta(text.clone()) {
+    if !text.is_empty() && !on_delta.deliver(text.clone()).await {
         return Ok(Outcome::Abandoned);
     }
     Ok(Outcome::Done {

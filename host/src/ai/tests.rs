@@ -1,20 +1,13 @@
 //! The AI service and the OpenAI-compatible client against the fake provider of the
 //! end-to-end tests (`tests/support/fake_ai.rs`), one test per failure mode.
 
-#[allow(dead_code)]
-#[path = "../../../tests/support/fake_ai.rs"]
-mod fake_ai;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-
-use self::fake_ai::{FakeAi, PARTIAL_DELTAS, closed_port_url, echo_reply};
 use super::*;
+use crate::fake_ai::{FakeAi, PARTIAL_DELTAS, closed_port_url, echo_reply};
 
 const KEY: &str = "sk-test-0123456789abcdef";
-const OWNER: &str = "object-1";
 
 fn config(base_url: &str) -> AiConfig {
     AiConfig {
@@ -48,47 +41,30 @@ fn user(text: &str) -> CompletionRequest {
     }
 }
 
-/// A sink feeding a channel, like the runtime's mailbox.
-fn channel_sink() -> (impl StreamSink, mpsc::UnboundedReceiver<StreamEvent>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    (move |event| tx.send(event).is_ok(), rx)
+/// Collects deltas, like the runtime's mailbox; stops listening after `limit` of them.
+#[derive(Default)]
+struct Collect {
+    deltas: Vec<String>,
+    limit: Option<usize>,
 }
 
-/// Collects a stream's deltas and its final event; checks nothing follows the final event.
-async fn collect(rx: &mut mpsc::UnboundedReceiver<StreamEvent>) -> (Vec<String>, StreamEvent) {
-    let mut deltas = Vec::new();
-    loop {
-        let event = tokio::time::timeout(Duration::from_secs(20), rx.recv())
-            .await
-            .expect("the stream ended in time")
-            .expect("the stream ended with Done or Error");
-        match event {
-            StreamEvent::Delta(text) => {
-                assert!(!text.is_empty(), "empty delta");
-                deltas.push(text);
-            }
-            last => {
-                // The sink is dropped after the final event: the channel closes, empty.
-                let after = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-                    .await
-                    .expect("the sink is dropped after the final event");
-                assert_eq!(after, None, "an event after the final one");
-                return (deltas, last);
-            }
-        }
+impl Deltas for Collect {
+    async fn deliver(&mut self, text: String) -> bool {
+        assert!(!text.is_empty(), "empty delta");
+        self.deltas.push(text);
+        self.limit.is_none_or(|l| self.deltas.len() < l)
     }
 }
 
 /// Runs one stream to its end.
 async fn run(service: &AiService, request: CompletionRequest) -> (Vec<String>, StreamEvent) {
-    let (sink, mut rx) = channel_sink();
-    let handle = service
-        .start(OWNER, 4, request, sink)
-        .expect("stream starts");
-    let result = collect(&mut rx).await;
-    assert!(handle.is_finished());
-    assert_eq!(service.streams_in_flight(), 0);
-    result
+    let completion = service.prepare(request).expect("stream starts");
+    let mut collect = Collect::default();
+    let last = tokio::time::timeout(Duration::from_secs(20), completion.run(&mut collect))
+        .await
+        .expect("the stream ended in time")
+        .expect("the stream ended with Done or Error");
+    (collect.deltas, last)
 }
 
 /// Runs one stream that must fail; returns its message and the deltas before it.
@@ -393,9 +369,8 @@ async fn html_page_is_explained() {
 async fn unconfigured_and_invalid() {
     let service = AiService::with_key(AiConfig::default(), Some(KEY.into()));
     assert!(!service.is_configured());
-    let Err(StartError::Unavailable(message)) = service.start(OWNER, 4, user("hi"), |_| true)
-    else {
-        panic!("unconfigured service started a stream");
+    let Err(StartError::Unavailable(message)) = service.prepare(user("hi")) else {
+        panic!("unconfigured service prepared a stream");
     };
     for needle in ["base_url", "model", "api_key_env", "[ai]"] {
         assert!(message.contains(needle), "{message}");
@@ -404,7 +379,7 @@ async fn unconfigured_and_invalid() {
     let service = AiService::with_key(config("ftp://example/v1"), None);
     assert!(!service.is_configured());
     assert!(matches!(
-        service.start(OWNER, 4, user("hi"), |_| true),
+        service.prepare(user("hi")),
         Err(StartError::Unavailable(m)) if m.contains("http://")
     ));
 
@@ -415,18 +390,14 @@ async fn unconfigured_and_invalid() {
         ..user("hi")
     };
     assert!(matches!(
-        service.start(OWNER, 4, empty, |_| true),
+        service.prepare(empty),
         Err(StartError::Invalid(_))
     ));
     let nan = CompletionRequest {
         temperature: Some(f32::NAN),
         ..user("hi")
     };
-    assert!(matches!(
-        service.start(OWNER, 4, nan, |_| true),
-        Err(StartError::Invalid(_))
-    ));
-    assert_eq!(service.streams_in_flight(), 0);
+    assert!(matches!(service.prepare(nan), Err(StartError::Invalid(_))));
 
     let off = AiService::with_key(
         AiConfig {
@@ -436,199 +407,40 @@ async fn unconfigured_and_invalid() {
         None,
     );
     assert!(matches!(
-        off.start(OWNER, 4, user("hi"), |_| true),
+        off.prepare(user("hi")),
         Err(StartError::Unavailable(m)) if m.contains("switched off")
     ));
-    // A class whose `max_ai_streams` is 0 may not use AI, whatever the host allows.
-    assert!(matches!(
-        service.start(OWNER, 0, user("hi"), |_| true),
-        Err(StartError::Unavailable(m)) if m.contains("`max_ai_streams` limit is 0")
-    ));
-}
-
-#[test]
-fn start_outside_a_runtime_is_refused() {
-    let service = AiService::with_key(config("http://127.0.0.1:9/v1"), None);
-    assert!(matches!(
-        service.start(OWNER, 4, user("hi"), |_| true),
-        Err(StartError::Unavailable(_))
-    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn limits_per_object_and_per_host() {
-    let fake = FakeAi::start().await;
-    let service = AiService::with_key(
-        AiConfig {
-            max_streams: 3,
-            ..config(&fake.base_url())
-        },
-        None,
-    );
-    let start = |owner: &str| service.start(owner, 2, user("[[stall]]"), |_| true);
-    let a1 = start("a").unwrap();
-    let a2 = start("a").unwrap();
-    assert!(matches!(start("a"), Err(StartError::Busy(m)) if m.contains("`max_ai_streams`")));
-    let b1 = start("b").unwrap();
-    assert!(matches!(start("c"), Err(StartError::Busy(m)) if m.contains("`[ai] max_streams`")));
-    assert_eq!(service.streams_in_flight(), 3);
-    assert_eq!(service.streams_in_flight_for("a"), 2);
-    assert_eq!(service.streams_in_flight_for("c"), 0);
-
-    // Ids are unique and increasing.
-    assert!(a1.id() >= 1 && a1.id() < a2.id() && a2.id() < b1.id());
-
-    // Cancelling frees the slot at once.
-    a1.cancel();
-    assert!(a1.is_finished());
-    assert_eq!(service.streams_in_flight_for("a"), 1);
-    let c1 = start("c").unwrap();
-    assert!(matches!(start("a"), Err(StartError::Busy(_))));
-
-    // By id: only the owner can cancel.
-    assert!(!service.cancel("a", b1.id()));
-    assert!(service.cancel("b", b1.id()));
-    assert!(!service.cancel("b", b1.id()));
-    assert!(b1.is_finished());
-    assert_eq!(service.cancel_all("a"), 1);
-    assert!(a2.is_finished());
-    c1.cancel();
-    c1.cancel();
-    assert_eq!(service.streams_in_flight(), 0);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_stops_delivery() {
+async fn a_listener_that_stops_stops_the_stream() {
     let fake = FakeAi::start().await;
     let service = service(&fake.base_url());
-    let (sink, mut rx) = channel_sink();
-    let handle = service
-        .start(OWNER, 4, user("[[slow]] a long answer"), sink)
-        .unwrap();
-    let first = tokio::time::timeout(Duration::from_secs(10), rx.recv())
-        .await
-        .unwrap();
-    assert!(matches!(first, Some(StreamEvent::Delta(_))));
-    handle.cancel();
-    assert!(handle.is_finished());
-    assert_eq!(service.streams_in_flight(), 0);
-    // The sink is dropped: the channel closes with nothing more in it.
-    let rest = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-        .await
-        .unwrap();
-    assert_eq!(rest, None);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_from_inside_the_sink() {
-    let fake = FakeAi::start().await;
-    let service = service(&fake.base_url());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let handle_slot: Arc<Mutex<Option<u64>>> = Arc::new(Mutex::new(None));
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<()>();
-    let sink = {
-        let seen = Arc::clone(&seen);
-        let service = service.clone();
-        let handle_slot = Arc::clone(&handle_slot);
-        move |event: StreamEvent| {
-            seen.lock().unwrap().push(event);
-            if let Some(id) = *handle_slot.lock().unwrap() {
-                assert!(service.cancel(OWNER, id));
-                let _ = done_tx.send(());
-            }
-            true
-        }
+    let mut collect = Collect {
+        limit: Some(2),
+        ..Collect::default()
     };
-    let handle = service.start(OWNER, 4, user("[[slow]] hi"), sink).unwrap();
-    *handle_slot.lock().unwrap() = Some(handle.id());
-    tokio::time::timeout(Duration::from_secs(10), done_rx.recv())
+    let completion = service.prepare(user("[[slow]] hi")).unwrap();
+    let last = tokio::time::timeout(Duration::from_secs(10), completion.run(&mut collect))
         .await
         .unwrap();
-    // The sink was dropped after its `deliver` returned: the channel closes.
-    assert_eq!(
-        tokio::time::timeout(Duration::from_secs(5), done_rx.recv())
-            .await
-            .unwrap(),
-        None
-    );
-    assert!(handle.is_finished());
-    assert_eq!(service.streams_in_flight(), 0);
-    let seen = seen.lock().unwrap();
-    assert!(
-        seen.iter().all(|e| matches!(e, StreamEvent::Delta(_))),
-        "{seen:?}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sink_that_stops_listening_stops_the_stream() {
-    let fake = FakeAi::start().await;
-    let service = service(&fake.base_url());
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut count = 0;
-    let handle = service
-        .start(OWNER, 4, user("[[slow]] hi"), move |event| {
-            count += 1;
-            let _ = tx.send(event);
-            count < 2
-        })
-        .unwrap();
-    let mut events = Vec::new();
-    while let Some(event) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
-        .await
-        .unwrap()
-    {
-        events.push(event);
-    }
-    assert_eq!(events.len(), 2);
-    assert!(handle.is_finished());
-    assert_eq!(service.streams_in_flight(), 0);
-}
-
-#[tokio::test]
-async fn the_slot_is_free_when_the_final_event_arrives() {
-    let fake = FakeAi::start().await;
-    let service = AiService::with_key(config(&fake.base_url()), None);
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let probe = service.clone();
-    service
-        .start(OWNER, 1, user("hi"), move |event| {
-            if !matches!(event, StreamEvent::Delta(_)) {
-                // A guest reacting to Done by starting another stream is not refused.
-                let again = probe.start(OWNER, 1, user("again"), |_| true);
-                let _ = tx.send(again.map(|h| h.id()));
-            }
-            true
-        })
-        .unwrap();
-    let again = tokio::time::timeout(Duration::from_secs(10), rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(again.is_ok(), "{again:?}");
-    fake.wait_for_requests(2).await.unwrap();
+    assert_eq!(last, None, "no final event once nobody listens");
+    assert_eq!(collect.deltas.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_run_concurrently() {
     let fake = FakeAi::start().await;
     let service = service(&fake.base_url());
-    let mut receivers = Vec::new();
-    for i in 0..8 {
-        let (sink, rx) = channel_sink();
-        service
-            .start(
-                &format!("object-{i}"),
-                4,
-                user(&format!("[[slow]] number {i}")),
-                sink,
-            )
-            .unwrap();
-        receivers.push((i, rx));
-    }
     let started = tokio::time::Instant::now();
-    for (i, mut rx) in receivers {
-        let (_, last) = collect(&mut rx).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let service = service.clone();
+            tokio::spawn(async move { run(&service, user(&format!("[[slow]] number {i}"))).await })
+        })
+        .collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let (_, last) = task.await.unwrap();
         assert_eq!(
             last,
             StreamEvent::Done(echo_reply(&format!("[[slow]] number {i}"), 2))
@@ -636,7 +448,6 @@ async fn streams_run_concurrently() {
     }
     // Eight slow streams of ~1 s each, run side by side.
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert_eq!(service.streams_in_flight(), 0);
 }
 
 #[derive(Clone, Default)]
@@ -708,10 +519,6 @@ async fn key_log_child() {
     run_error(&closed, user("hi")).await;
 
     let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
-    assert!(
-        logs.contains(&format!("ai_stream{{owner={OWNER}")),
-        "{logs}"
-    );
     assert!(logs.contains("AI stream done"), "{logs}");
     assert!(logs.contains("AI stream failed"), "{logs}");
     assert!(logs.contains("hyper"), "{logs}");

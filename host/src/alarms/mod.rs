@@ -8,9 +8,12 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tracing::Instrument;
+
+use crate::config::AlarmConfig;
 use crate::object::{ObjectId, ObjectRef};
 use crate::runtime::{AlarmOutcome, EventError, Runtime};
-use crate::storage::{AlarmChange, Batch};
+use crate::storage::AlarmChange;
 
 /// Alarms read per pass; more due ones are picked up by the next pass.
 const BATCH: usize = 256;
@@ -72,8 +75,11 @@ fn dispatch_due(
         };
         let runtime = runtime.clone();
         let in_flight = in_flight.clone();
+        let span = tracing::info_span!("object", class = %meta.class, id = %alarm.object, name = %meta.name);
         tokio::spawn(async move {
-            deliver(&runtime, alarm.object, meta.class, meta.name, alarm.at_ms).await;
+            deliver(&runtime, alarm.object, meta.class, meta.name, alarm.at_ms)
+                .instrument(span)
+                .await;
             in_flight
                 .lock()
                 .expect("in-flight lock")
@@ -92,26 +98,108 @@ async fn deliver(runtime: &Runtime, id: ObjectId, class: String, name: String, d
     };
     if runtime.registry().class(&class).is_none() {
         // Nobody can ever handle it: drop it rather than spin on it.
-        tracing::error!(object = %object, "alarm for a class that is not served; dropping it");
-        let ticket = runtime.store().submit(Batch {
-            object: id,
-            class: object.class.clone(),
-            name: object.name.clone(),
-            clear: false,
-            writes: Vec::new(),
-            alarm: Some(AlarmChange::Clear),
-        });
-        let _ = ticket.await;
+        tracing::error!("alarm for a class that is not served; dropping it");
+        change(runtime, &object, due_ms, AlarmChange::Clear).await;
         return;
     }
     match runtime.fire_alarm(&object, due_ms).await {
         Ok(AlarmOutcome::Handled) => tracing::debug!(object = %object, "alarm handled"),
         Ok(AlarmOutcome::Stale) => {}
-        Ok(AlarmOutcome::Failed) => {}
+        Ok(AlarmOutcome::Failed { retry }) => {
+            let next = after_failure(runtime.alarm_config(), retry, now_ms());
+            match next {
+                AlarmChange::Set { at_ms, retry } => tracing::warn!(
+                    retry,
+                    max = runtime.alarm_config().max_retries,
+                    due_ms,
+                    at_ms,
+                    "on-alarm failed; retrying"
+                ),
+                AlarmChange::Clear => tracing::error!(
+                    retries = retry,
+                    due_ms,
+                    "on-alarm failed after the last retry; the alarm is dropped"
+                ),
+            }
+            change(runtime, &object, due_ms, next).await;
+        }
         Err(EventError::ShuttingDown) => {}
         Err(e) => {
-            tracing::warn!(object = %object, error = %e, "alarm not delivered; trying again shortly");
+            tracing::warn!(error = %e, "alarm not delivered; trying again shortly");
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
+    }
+}
+
+/// Changes the alarm that was due at `due_ms` (unless an event changed it meanwhile).
+async fn change(runtime: &Runtime, object: &ObjectRef, due_ms: u64, change: AlarmChange) {
+    match runtime.change_alarm(object, due_ms, change).await {
+        Ok(_) | Err(EventError::ShuttingDown) => {}
+        Err(e) => {
+            // It stays due: the next pass tries again.
+            tracing::warn!(error = %e, "cannot change the alarm");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// What becomes of an alarm whose handler failed after `retry` earlier failures: another
+/// try after an exponential backoff (`retry_base_ms` doubled per failure), or, past
+/// `max_retries`, nothing (it is dropped).
+pub fn after_failure(config: &AlarmConfig, retry: u32, now_ms: u64) -> AlarmChange {
+    if retry >= config.max_retries {
+        return AlarmChange::Clear;
+    }
+    let backoff = config.retry_base_ms.saturating_mul(1u64 << retry.min(30));
+    AlarmChange::Set {
+        at_ms: now_ms.saturating_add(backoff),
+        retry: retry + 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_alarms_back_off_exponentially_then_drop() {
+        let config = AlarmConfig {
+            max_retries: 3,
+            retry_base_ms: 100,
+        };
+        let at = |retry| after_failure(&config, retry, 1_000);
+        assert_eq!(
+            at(0),
+            AlarmChange::Set {
+                at_ms: 1_100,
+                retry: 1
+            }
+        );
+        assert_eq!(
+            at(1),
+            AlarmChange::Set {
+                at_ms: 1_200,
+                retry: 2
+            }
+        );
+        assert_eq!(
+            at(2),
+            AlarmChange::Set {
+                at_ms: 1_400,
+                retry: 3
+            }
+        );
+        assert_eq!(at(3), AlarmChange::Clear);
+        let huge = AlarmConfig {
+            max_retries: u32::MAX,
+            retry_base_ms: u64::MAX / 2,
+        };
+        assert_eq!(
+            after_failure(&huge, 40, u64::MAX - 5),
+            AlarmChange::Set {
+                at_ms: u64::MAX,
+                retry: 41
+            }
+        );
     }
 }

@@ -30,7 +30,7 @@ impl Host for HostState {
             .iter()
             .filter(|o| matches!(o, Output::StartAi(..)))
             .count();
-        let running = self.object.streams.lock().expect("streams lock").len();
+        let running = self.object.streams().len();
         let per_object = self.object.limits.max_ai_streams;
         if per_object == 0 {
             return Ok(Err(AiError::Unavailable(

@@ -7,22 +7,19 @@ mod ai;
 mod alarms;
 mod logs;
 mod object;
+mod shared;
 mod sockets;
 mod storage;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::ai::{AiService, CompletionRequest, StreamHandle};
-use crate::config::Limits;
-use crate::object::ObjectRef;
-use crate::sockets::{Frame, SocketTable};
-use crate::storage::{EventWrites, Overlay, StorageView, Store};
+use crate::ai::CompletionRequest;
+use crate::sockets::Frame;
+use crate::storage::{EventWrites, StorageView};
 
 wasmtime::component::bindgen!({
     world: "object-class",
@@ -33,25 +30,7 @@ wasmtime::component::bindgen!({
 
 pub use self::lodge::object::types::{Header, Message, Request, Response};
 pub use exports::lodge::object::events::{AiEvent, ConnectOutcome};
-
-/// What an object's instances share across events and evictions.
-pub struct ObjectContext {
-    pub object: ObjectRef,
-    pub settings: Arc<BTreeMap<String, String>>,
-    pub limits: Limits,
-    pub store: Store,
-    pub overlay: Arc<Mutex<Overlay>>,
-    pub sockets: Arc<Mutex<SocketTable>>,
-    pub ai: AiService,
-    /// AI streams in flight, by the id the guest was given.
-    pub streams: Arc<Mutex<HashMap<u64, StreamHandle>>>,
-    /// Host-wide source of AI stream ids.
-    pub stream_ids: Arc<AtomicU64>,
-    /// An upper bound of the object's storage usage (committed, pending and written
-    /// since), once a write needed it: only this object writes its keys, and deletes or
-    /// discarded writes only lower the real figure, so it stays a bound without a read.
-    pub usage_bound: Mutex<Option<u64>>,
-}
+pub use shared::{ObjectSetup, ObjectShared, Rank, Ranked, Streams, lock};
 
 /// Something an event does outside its storage writes. Released in order, and only
 /// after the event's writes are durable.
@@ -86,7 +65,7 @@ pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub limits: StoreLimits,
-    pub object: Arc<ObjectContext>,
+    pub object: Arc<ObjectShared>,
     pub event: EventCtx,
     /// Epoch ticks the current event has run.
     pub ticks: u64,
@@ -94,7 +73,7 @@ pub struct HostState {
 
 impl HostState {
     /// Fresh store data for an instance of `object`.
-    pub fn new(object: Arc<ObjectContext>) -> HostState {
+    pub fn new(object: Arc<ObjectShared>) -> HostState {
         // No preopens, no environment, no arguments, no network: the guest's only
         // ambient capabilities are clocks, randomness and its log output.
         let wasi = WasiCtx::builder()
@@ -117,7 +96,7 @@ impl HostState {
 
     /// Reads through the event's writes and the object's pending batches.
     fn with_view<R>(&self, f: impl FnOnce(&StorageView<'_>) -> R) -> R {
-        let overlay = self.object.overlay.lock().expect("overlay lock");
+        let overlay = self.object.overlay();
         let view = StorageView {
             store: &self.object.store,
             object: self.object.object.id,

@@ -25,8 +25,8 @@ impl HostState {
         Ok(frame)
     }
 
-    fn sockets(&self) -> std::sync::MutexGuard<'_, table::SocketTable> {
-        self.object.sockets.lock().expect("socket table lock")
+    fn sockets(&self) -> super::Ranked<'_, table::SocketTable> {
+        self.object.sockets()
     }
 }
 

@@ -46,22 +46,17 @@ impl HostState {
         if added == 0 {
             return Ok(());
         }
-        let known = *self.object.usage_bound.lock().expect("usage lock");
+        let known = *self.object.usage_bound();
         let bound = match known {
             Some(b) => b,
             None => {
                 let committed = self.committed_usage().map_err(engine_error)?;
-                let pending = self
-                    .object
-                    .overlay
-                    .lock()
-                    .expect("overlay lock")
-                    .pending_bytes();
+                let pending = self.object.overlay().pending_bytes();
                 committed + pending
             }
         };
         if bound.saturating_add(added) <= quota {
-            *self.object.usage_bound.lock().expect("usage lock") = Some(bound + added);
+            *self.object.usage_bound() = Some(bound + added);
             return Ok(());
         }
         let committed = self.committed_usage().map_err(engine_error)?;
@@ -82,8 +77,7 @@ impl HostState {
             .map_err(engine_error)?;
         let after = (usage as i64 + delta).max(0) as u64;
         let refused = delta > 0 && after > quota;
-        *self.object.usage_bound.lock().expect("usage lock") =
-            Some(if refused { usage } else { after });
+        *self.object.usage_bound() = Some(if refused { usage } else { after });
         if refused {
             let detail = format!(
                 "the object stores {usage} bytes; this write adds {delta} and the quota is {quota}"

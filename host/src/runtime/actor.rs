@@ -6,25 +6,26 @@
 //! the overlay). The idle timer and LRU pressure drop the instance; the entry itself
 //! stays while sockets are open, so they survive (hibernation).
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::time::Instant;
 use tracing::Instrument;
 use wasmtime::UpdateDeadline;
 
+use super::commits::{Commits, Epoch};
 use super::gate::{self, Release, Reply};
 use super::{AlarmOutcome, Envelope, Event, EventError, EventKind, Inner, ObjectEntry};
 use crate::bindings::{
-    ConnectOutcome, EventCtx, HostState, ObjectClass, ObjectContext, Output, Response,
+    AiEvent, ConnectOutcome, EventCtx, HostState, ObjectClass, ObjectSetup, ObjectShared, Output,
+    Rank, Response, lock,
 };
 use crate::object::ObjectRef;
 use crate::registry::ClassVersion;
-use crate::sockets::{Phase, SocketTable};
-use crate::storage::{AlarmChange, Batch, Overlay};
+use crate::sockets::Phase;
+use crate::storage::{AlarmChange, Batch};
 
 /// A live instance and what it holds.
 struct Live {
@@ -37,56 +38,48 @@ struct Live {
 struct Actor {
     rt: Arc<Inner>,
     entry: Arc<ObjectEntry>,
-    ctx: Arc<ObjectContext>,
     mailbox: mpsc::Receiver<Envelope>,
     control_rx: mpsc::UnboundedReceiver<Envelope>,
     gate: mpsc::UnboundedSender<Release>,
-    commit_failed: Arc<AtomicBool>,
+    /// The epoch of the event being run (see `commits.rs`).
+    epoch: Epoch,
     instance: Option<Live>,
     /// The object's alarm `(due ms, retry)` as its committed and pending events left it.
     alarm: Option<(u64, u32)>,
     last_event: Instant,
 }
 
-/// Creates the entry of `object` and starts its actor and gate.
+/// Creates the entry of `object` and starts its actor and gate. Runs under the directory
+/// lock: no storage I/O here (the actor reads what it needs itself).
 pub(super) fn spawn(rt: Arc<Inner>, object: ObjectRef) -> Arc<ObjectEntry> {
     let (mailbox_tx, mailbox) = mpsc::channel(rt.config.mailbox_capacity);
     let (control_tx, control_rx) = mpsc::unbounded_channel();
-    let sockets = Arc::new(Mutex::new(SocketTable::default()));
-    let entry = Arc::new(ObjectEntry {
-        object: object.clone(),
-        wants_wake: AtomicBool::new(false),
-        mailbox: mailbox_tx,
-        control: control_tx.clone(),
-        sockets: sockets.clone(),
-    });
-    let ctx = object_context(&rt, object.clone(), sockets.clone());
-    let (gate_tx, gate_rx) = mpsc::unbounded_channel();
-    let commit_failed = Arc::new(AtomicBool::new(false));
-    let span =
-        tracing::info_span!("object", class = %object.class, id = %object.id, name = %object.name);
-    tokio::spawn(
-        gate::run(
-            gate_rx,
-            entry.clone(),
-            ctx.clone(),
-            control_tx,
-            commit_failed.clone(),
-            rt.alarm_wake.clone(),
-        )
-        .instrument(span.clone()),
+    // A root span: the task that happened to create the entry (a scheduler's, a
+    // connection's) is not the object's parent.
+    let span = tracing::info_span!(
+        parent: None,
+        "object",
+        class = %object.class,
+        id = %object.id,
+        name = %object.name
     );
+    let entry = Arc::new(ObjectEntry {
+        shared: object_shared(&rt, object),
+        mailbox: mailbox_tx,
+        control: control_tx,
+        commits: Commits::default(),
+    });
+    let (gate_tx, gate_rx) = mpsc::unbounded_channel();
+    tokio::spawn(gate::run(gate_rx, entry.clone(), rt.clone()).instrument(span.clone()));
+    let commits = entry.commits.begin();
     let actor = Actor {
         rt,
         entry: entry.clone(),
-        ctx,
         mailbox,
         control_rx,
         gate: gate_tx,
-        commit_failed,
+        epoch: commits.epoch,
         instance: None,
-        // Read by the actor itself: `spawn` runs under the directory lock, which must
-        // never wait on storage.
         alarm: None,
         last_event: Instant::now(),
     };
@@ -96,11 +89,7 @@ pub(super) fn spawn(rt: Arc<Inner>, object: ObjectRef) -> Arc<ObjectEntry> {
 
 /// What an instance of `object` shares with its host: settings, limits, storage layers,
 /// sockets, AI streams.
-pub(super) fn object_context(
-    rt: &Inner,
-    object: ObjectRef,
-    sockets: Arc<Mutex<SocketTable>>,
-) -> Arc<ObjectContext> {
+pub(super) fn object_shared(rt: &Inner, object: ObjectRef) -> Arc<ObjectShared> {
     let class = rt.registry.class(&object.class);
     let settings = class
         .as_ref()
@@ -109,22 +98,18 @@ pub(super) fn object_context(
     let limits = class
         .map(|c| c.limits.clone())
         .unwrap_or_else(|| rt.limits.clone());
-    Arc::new(ObjectContext {
+    Arc::new(ObjectShared::new(ObjectSetup {
         object,
         settings,
         limits,
         store: rt.store.clone(),
-        overlay: Arc::new(Mutex::new(Overlay::default())),
-        sockets,
         ai: rt.ai.clone(),
-        streams: Arc::new(Mutex::new(HashMap::new())),
         stream_ids: rt.stream_ids.clone(),
-        usage_bound: Mutex::new(None),
-    })
+    }))
 }
 
 /// A store for one instance, with its memory limit and CPU budget per event.
-pub(super) fn new_store(rt: &Inner, ctx: Arc<ObjectContext>) -> wasmtime::Store<HostState> {
+pub(super) fn new_store(rt: &Inner, ctx: Arc<ObjectShared>) -> wasmtime::Store<HostState> {
     let cpu_ms = ctx.limits.cpu_ms_per_event;
     let mut store = wasmtime::Store::new(rt.registry.engine(), HostState::new(ctx));
     store.limiter(|s| &mut s.limits);
@@ -148,13 +133,6 @@ pub(super) fn new_store(rt: &Inner, ctx: Arc<ObjectContext>) -> wasmtime::Store<
     store
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// What a guest call returned, per event kind.
 enum Returned {
     Response(Response),
@@ -166,7 +144,7 @@ impl Actor {
     async fn run(mut self) {
         // Before any event: the alarm as committed (a previous actor of this object
         // retired only once its last commit had landed).
-        self.alarm = match self.rt.store.alarm(self.entry.object.id) {
+        self.alarm = match self.rt.store.alarm(self.entry.object().id) {
             Ok(a) => a.map(|a| (a.at_ms, a.retry)),
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the object's alarm");
@@ -208,39 +186,38 @@ impl Actor {
                     }
                 }
                 Envelope::Delete(done) => self.delete(done),
+                Envelope::ChangeAlarm {
+                    due_ms,
+                    change,
+                    done,
+                } => self.change_alarm(due_ms, change, done),
                 Envelope::Wake => {}
             }
         }
     }
 
     fn streams_in_flight(&self) -> usize {
-        self.ctx.streams.lock().expect("streams lock").len()
+        self.entry.shared.streams().len()
     }
 
     /// Leaves the directory if nothing needs this entry any more. Checked under the
     /// directory lock, which every new sender of events takes, so no event is lost.
     fn try_retire(&mut self) -> bool {
-        let mut directory = self.rt.directory.lock().expect("directory lock");
+        let mut directory = lock(&self.rt.directory, Rank::Directory);
         let unused = self.mailbox.is_empty()
             && self.control_rx.is_empty()
-            && self
-                .entry
-                .sockets
-                .lock()
-                .expect("socket table lock")
-                .is_empty()
+            && self.entry.shared.sockets().is_empty()
             && self.streams_in_flight() == 0;
-        // Only a commit still in flight may stand in the way now: ask the gate to wake
-        // us when it lands. Set before looking, so a commit landing in between is seen.
-        self.entry.wants_wake.store(unused, Ordering::SeqCst);
-        let idle = unused && self.ctx.overlay.lock().expect("overlay lock").is_empty();
+        // Only a commit still in flight may stand in the way now: if one is, the gate
+        // wakes us when the last one lands.
+        let idle = unused && self.entry.commits.idle_or_wake_later();
         if idle {
-            self.entry.wants_wake.store(false, Ordering::SeqCst);
+            let id = self.entry.object().id;
             let ours = directory
-                .get(&self.entry.object.id)
+                .get(&id)
                 .is_some_and(|e| Arc::ptr_eq(e, &self.entry));
             if ours {
-                directory.remove(&self.entry.object.id);
+                directory.remove(&id);
             }
         }
         idle
@@ -248,7 +225,7 @@ impl Actor {
 
     fn evict(&mut self, why: &str) {
         if self.instance.take().is_some() {
-            self.rt.live.remove(self.entry.object.id);
+            self.rt.live.remove(self.entry.object().id);
             self.rt.metrics.evictions.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(why, "evicted");
         }
@@ -256,13 +233,13 @@ impl Actor {
 
     fn drop_instance(&mut self) {
         if self.instance.take().is_some() {
-            self.rt.live.remove(self.entry.object.id);
+            self.rt.live.remove(self.entry.object().id);
         }
     }
 
     /// Makes sure a live instance of the class's current version exists.
     async fn ensure_instance(&mut self) -> Result<(), EventError> {
-        let object = self.entry.object.clone();
+        let object = self.entry.object().clone();
         let Some(class) = self.rt.registry.class(&object.class) else {
             return Err(EventError::Activation {
                 object: object.to_string(),
@@ -294,7 +271,7 @@ impl Actor {
                     object: object.to_string(),
                     message: "every live-object slot is busy".into(),
                 })?;
-        let mut store = new_store(&self.rt, self.ctx.clone());
+        let mut store = new_store(&self.rt, self.entry.shared.clone());
         let bindings = version
             .pre
             .instantiate_async(&mut store)
@@ -311,42 +288,48 @@ impl Actor {
         Ok(())
     }
 
+    /// Before anything that commits: the event's epoch, and a fresh start from durable
+    /// state if a commit failed since the last one.
+    fn begin(&mut self) {
+        let begin = self.entry.commits.begin();
+        self.epoch = begin.epoch;
+        if begin.restart {
+            // Writes this instance built on never became durable: start over.
+            tracing::warn!("starting over from durable state after a failed commit");
+            self.drop_instance();
+            self.entry.shared.overlay().reset();
+            *self.entry.shared.usage_bound() = None;
+            self.alarm = match self.rt.store.alarm(self.entry.object().id) {
+                Ok(a) => a.map(|a| (a.at_ms, a.retry)),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the object's alarm");
+                    None
+                }
+            };
+        }
+    }
+
     async fn handle(&mut self, event: Event) {
         self.rt.metrics.events.fetch_add(1, Ordering::Relaxed);
-        if self.commit_failed.swap(false, Ordering::SeqCst) {
-            // Writes this instance built on never became durable: start over.
-            self.drop_instance();
-            self.ctx.overlay.lock().expect("overlay lock").reset();
-            self.alarm = self
-                .rt
-                .store
-                .alarm(self.entry.object.id)
-                .ok()
-                .flatten()
-                .map(|a| (a.at_ms, a.retry));
-        }
+        self.begin();
         // An AI event for a stream that was cancelled or already finished is dropped.
         if let Event::Ai { stream, event } = &event {
-            use crate::bindings::AiEvent;
-            let mut streams = self.ctx.streams.lock().expect("streams lock");
+            let mut streams = self.entry.shared.streams();
             let known = match event {
-                AiEvent::Delta(_) => streams.contains_key(stream),
-                _ => streams.remove(stream).is_some(),
+                AiEvent::Delta(_) => streams.contains(*stream),
+                _ => streams.finish(*stream),
             };
-            // Errors raised before a stream was registered (refused start) still count.
-            if !known && !matches!(event, AiEvent::Error(_)) {
+            if !known {
                 return;
             }
         }
-        if let Event::Alarm { due_ms, done } = &event {
-            let current = self.alarm;
-            if current.map(|(at, _)| at) != Some(*due_ms) {
-                let _ = done;
-                if let Event::Alarm { done, .. } = event {
-                    let _ = done.send(AlarmOutcome::Stale);
-                }
-                return;
+        if let Event::Alarm { due_ms, .. } = &event
+            && self.alarm.map(|(at, _)| at) != Some(*due_ms)
+        {
+            if let Event::Alarm { done, .. } = event {
+                let _ = done.send(AlarmOutcome::Stale);
             }
+            return;
         }
         // A frame that was queued before its socket closed is not delivered.
         if let Event::Message { socket, .. } = &event
@@ -380,10 +363,10 @@ impl Actor {
             Event::Connect {
                 socket, request, ..
             } => {
-                let sockets = &self.entry.sockets;
-                sockets.lock().expect("socket table lock").connecting = Some(*socket);
+                let shared = &self.entry.shared;
+                shared.sockets().connecting = Some(*socket);
                 let result = events.call_on_connect(&mut *store, *socket, request).await;
-                sockets.lock().expect("socket table lock").connecting = None;
+                shared.sockets().connecting = None;
                 result.map(Returned::Connect)
             }
             Event::Message { socket, message } => events
@@ -412,7 +395,7 @@ impl Actor {
         };
         self.rt
             .live
-            .touch(self.entry.object.id, &self.entry.control);
+            .touch(self.entry.object().id, &self.entry.control);
         let metrics = &self.rt.metrics;
         let kind = event.kind();
         metrics.event_latency[kind.index()].observe(started.elapsed().as_secs_f64());
@@ -425,7 +408,7 @@ impl Actor {
             metrics.events_failed[kind.index()].fetch_add(1, Ordering::Relaxed);
         }
         // The attachment an accept hands over is bounded like `set-attachment`.
-        let max_attachment = self.ctx.limits.max_attachment_bytes;
+        let max_attachment = self.entry.shared.limits.max_attachment_bytes;
         let result = match result {
             Ok(Returned::Connect(ConnectOutcome::Accept(a)))
                 if a.attachment.len() > max_attachment =>
@@ -452,7 +435,7 @@ impl Actor {
                 tracing::warn!(kind = %event.kind(), error = ?trap, "event failed; its writes are discarded and the instance replaced");
                 self.drop_instance();
                 let error = EventError::Trap {
-                    object: self.entry.object.to_string(),
+                    object: self.entry.object().to_string(),
                     message,
                 };
                 self.fail(event, error);
@@ -462,9 +445,8 @@ impl Actor {
 
     fn socket_is_live(&self, socket: u64) -> bool {
         self.entry
-            .sockets
-            .lock()
-            .expect("socket table lock")
+            .shared
+            .sockets()
             .get(socket)
             .is_some_and(|s| s.phase != Phase::Closed)
     }
@@ -472,11 +454,10 @@ impl Actor {
     /// Erases the object: its instance, sockets, AI streams, storage and alarm. The erase
     /// is ordered after every earlier event's commit like any other batch.
     fn delete(&mut self, done: tokio::sync::oneshot::Sender<Result<(), EventError>>) {
+        self.begin();
         self.drop_instance();
-        for (_, handle) in self.ctx.streams.lock().expect("streams lock").drain() {
-            handle.cancel();
-        }
-        let sockets = self.entry.sockets.lock().expect("socket table lock").ids();
+        self.entry.shared.streams().cancel_all();
+        let sockets = self.entry.shared.sockets().ids();
         let outputs = sockets
             .into_iter()
             .map(|id| Output::Close(id, 1000, "the object was deleted".into()))
@@ -494,7 +475,7 @@ impl Actor {
         let reply: Reply = Box::new(move |r| {
             let _ = done.send(r);
         });
-        self.submit(ctx, Some(AlarmChange::Clear), false, Some(reply));
+        self.submit(ctx, Some(AlarmChange::Clear), false, Some(reply), None);
     }
 
     /// Hands a successful event's writes to the writer and its outputs to the gate.
@@ -502,6 +483,11 @@ impl Actor {
         let live = self.instance.as_mut().expect("commit follows a live event");
         let ctx = std::mem::take(&mut live.store.data_mut().event);
         let is_alarm = matches!(event, Event::Alarm { .. });
+        // A client whose message's commit fails is told so on its socket.
+        let socket = match &event {
+            Event::Message { socket, .. } => Some(*socket),
+            _ => None,
+        };
         let alarm_change = if ctx.alarm_changed {
             Some(match ctx.alarm {
                 Some(at) => AlarmChange::Set {
@@ -530,7 +516,7 @@ impl Actor {
                 },
                 Returned::Connect(outcome),
             ) => {
-                let mut sockets = self.entry.sockets.lock().expect("socket table lock");
+                let mut sockets = self.entry.shared.sockets();
                 match &outcome {
                     ConnectOutcome::Accept(accept) => {
                         if let Some(s) = sockets.get_mut(socket) {
@@ -550,18 +536,15 @@ impl Actor {
                 }));
             }
             (Event::Close { socket, .. }, _) => {
-                self.entry
-                    .sockets
-                    .lock()
-                    .expect("socket table lock")
-                    .remove(socket);
+                self.entry.shared.sockets().remove(socket);
             }
             (Event::Alarm { done, .. }, _) => {
+                let retry = self.alarm.map_or(0, |(_, r)| r);
                 reply = Some(Box::new(move |r| {
                     let _ = done.send(if r.is_ok() {
                         AlarmOutcome::Handled
                     } else {
-                        AlarmOutcome::Failed
+                        AlarmOutcome::Failed { retry }
                     });
                 }));
             }
@@ -574,7 +557,7 @@ impl Actor {
             };
         }
         let alarm_set = matches!(alarm_change, Some(AlarmChange::Set { .. }));
-        self.submit(ctx, alarm_change, alarm_set, reply);
+        self.submit(ctx, alarm_change, alarm_set, reply, socket);
     }
 
     fn submit(
@@ -583,17 +566,13 @@ impl Actor {
         alarm: Option<AlarmChange>,
         alarm_set: bool,
         reply: Option<Reply>,
+        socket: Option<u64>,
     ) {
         let (ticket, seq) = if ctx.writes.is_empty() && alarm.is_none() {
             (None, None)
         } else {
-            let seq = self
-                .ctx
-                .overlay
-                .lock()
-                .expect("overlay lock")
-                .push(&ctx.writes);
-            let object = &self.entry.object;
+            let seq = self.entry.shared.overlay().push(&ctx.writes);
+            let object = self.entry.object();
             let batch = Batch {
                 object: object.id,
                 class: object.class.clone(),
@@ -601,14 +580,17 @@ impl Actor {
                 clear: ctx.writes.clear,
                 writes: ctx.writes.writes.into_iter().collect(),
                 alarm,
+                from_durable: self.entry.commits.submitted(),
             };
             (Some(self.rt.store.submit(batch)), Some(seq))
         };
         let _ = self.gate.send(Release {
+            epoch: self.epoch,
             ticket,
             seq,
             outputs: ctx.outputs,
             reply,
+            socket,
             alarm_set,
         });
     }
@@ -618,7 +600,7 @@ impl Actor {
     fn fail(&mut self, event: Event, error: EventError) {
         let mut outputs = Vec::new();
         let mut reply: Option<Reply> = None;
-        let mut alarm = None;
+
         match event {
             Event::Request { reply: tx, .. } => {
                 let e = error.clone();
@@ -629,11 +611,7 @@ impl Actor {
             Event::Connect {
                 socket, reply: tx, ..
             } => {
-                self.entry
-                    .sockets
-                    .lock()
-                    .expect("socket table lock")
-                    .remove(socket);
+                self.entry.shared.sockets().remove(socket);
                 let e = error.clone();
                 reply = Some(Box::new(move |_| {
                     let _ = tx.send(Err(e));
@@ -651,48 +629,47 @@ impl Actor {
                 });
             }
             Event::Close { socket, .. } => {
-                self.entry
-                    .sockets
-                    .lock()
-                    .expect("socket table lock")
-                    .remove(socket);
+                self.entry.shared.sockets().remove(socket);
             }
             Event::Alarm { done, .. } => {
-                let (due, retry) = self.alarm.unwrap_or((0, 0));
-                let max = self.rt.alarm_config.max_retries;
-                let change = if retry < max {
-                    let backoff = self
-                        .rt
-                        .alarm_config
-                        .retry_base_ms
-                        .saturating_mul(1u64 << retry.min(30));
-                    let at = now_ms().saturating_add(backoff);
-                    tracing::warn!(retry = retry + 1, max, due, at, error = %error, "on-alarm failed; retrying");
-                    AlarmChange::Set {
-                        at_ms: at,
-                        retry: retry + 1,
-                    }
-                } else {
-                    tracing::error!(retries = retry, due, error = %error, "on-alarm failed after the last retry; the alarm is dropped");
-                    AlarmChange::Clear
-                };
-                self.alarm = match change {
-                    AlarmChange::Set { at_ms, retry } => Some((at_ms, retry)),
-                    AlarmChange::Clear => None,
-                };
-                alarm = Some(change);
+                // The scheduler decides about retries (alarms/): the alarm stays as it is
+                // until it does.
+                let retry = self.alarm.map_or(0, |(_, r)| r);
                 reply = Some(Box::new(move |_| {
-                    let _ = done.send(AlarmOutcome::Failed);
+                    let _ = done.send(AlarmOutcome::Failed { retry });
                 }));
             }
             Event::Ai { .. } => {}
         }
-        let alarm_set = matches!(alarm, Some(AlarmChange::Set { .. }));
         let ctx = EventCtx {
             outputs,
             ..EventCtx::default()
         };
-        self.submit(ctx, alarm, alarm_set, reply);
+        self.submit(ctx, None, false, reply, None);
+    }
+
+    /// The scheduler retries or drops the alarm that was due at `due_ms`, unless an event
+    /// changed it meanwhile.
+    fn change_alarm(
+        &mut self,
+        due_ms: u64,
+        change: AlarmChange,
+        done: tokio::sync::oneshot::Sender<bool>,
+    ) {
+        self.begin();
+        if self.alarm.map(|(at, _)| at) != Some(due_ms) {
+            let _ = done.send(false);
+            return;
+        }
+        self.alarm = match change {
+            AlarmChange::Set { at_ms, retry } => Some((at_ms, retry)),
+            AlarmChange::Clear => None,
+        };
+        let reply: Reply = Box::new(move |r| {
+            let _ = done.send(r.is_ok());
+        });
+        let set = matches!(change, AlarmChange::Set { .. });
+        self.submit(EventCtx::default(), Some(change), set, Some(reply), None);
     }
 }
 

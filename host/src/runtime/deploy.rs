@@ -101,7 +101,7 @@ impl Runtime {
         };
         let object =
             ObjectRef::new(class, "lodge-deploy-probe").map_err(|e| starting(e.to_string()))?;
-        let ctx = actor::object_context(&self.inner, object, Default::default());
+        let ctx = actor::object_shared(&self.inner, object);
         let mut store = actor::new_store(&self.inner, ctx);
         version
             .pre

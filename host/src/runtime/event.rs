@@ -118,8 +118,9 @@ mod tests {
 pub enum AlarmOutcome {
     /// `on-alarm` succeeded and its writes (and the alarm's clearing) are durable.
     Handled,
-    /// `on-alarm` failed; a retry is scheduled (or the alarm was dropped).
-    Failed,
+    /// `on-alarm` failed after `retry` earlier failures; the alarm is unchanged until
+    /// the scheduler retries or drops it ([`super::Runtime::change_alarm`]).
+    Failed { retry: u32 },
     /// The alarm had been changed or deleted meanwhile.
     Stale,
 }

@@ -7,11 +7,13 @@
 //! values and gets WIT values back.
 
 mod actor;
+mod commits;
 mod deploy;
 pub mod engine;
 mod event;
 mod gate;
 mod live;
+mod streams;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,17 +23,18 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 pub use crate::sockets::{Frame, Outbound};
+use commits::Commits;
 pub use deploy::DeployError;
 pub use event::{AlarmOutcome, Event, EventError, EventKind};
 use live::LiveSet;
+use streams::AiStreams;
 
 use crate::ai::AiService;
-use crate::bindings::{ConnectOutcome, Message, Request, Response};
+use crate::bindings::{ConnectOutcome, Message, ObjectShared, Rank, Request, Response, lock};
 use crate::config::{AlarmConfig, Limits, RuntimeConfig};
 use crate::object::{ObjectId, ObjectRef};
 use crate::registry::Registry;
-use crate::sockets::SocketTable;
-use crate::storage::Store;
+use crate::storage::{AlarmChange, Store};
 
 /// What an actor's mailboxes carry.
 pub enum Envelope {
@@ -42,6 +45,13 @@ pub enum Envelope {
     Delete(oneshot::Sender<Result<(), EventError>>),
     /// Nothing to do: the gate finished a commit the actor was waiting for to retire.
     Wake,
+    /// Change the alarm, if it is still the one due at `due_ms` (the scheduler's retry
+    /// or drop of an alarm). Answers whether it changed it, once that is durable.
+    ChangeAlarm {
+        due_ms: u64,
+        change: AlarmChange,
+        done: oneshot::Sender<bool>,
+    },
 }
 
 /// What the host knows about one object right now.
@@ -92,21 +102,25 @@ pub struct SocketCounts {
     pub hibernated: usize,
 }
 
-/// One object's presence on this host.
+/// One object's presence on this host: the ways in (mailbox for events, control for the
+/// runtime's own requests), the state its tasks share, and its commit handshake.
 pub struct ObjectEntry {
-    pub object: ObjectRef,
-    /// The actor wants to retire but a commit is still in flight: the gate wakes it.
-    wants_wake: AtomicBool,
+    shared: Arc<ObjectShared>,
     mailbox: mpsc::Sender<Envelope>,
     control: mpsc::UnboundedSender<Envelope>,
-    sockets: Arc<Mutex<SocketTable>>,
+    commits: Commits,
 }
 
 impl ObjectEntry {
+    /// The object.
+    pub fn object(&self) -> &ObjectRef {
+        &self.shared.object
+    }
+
     /// Queues a close with `code` and `reason` on every socket of the object; returns
     /// how many took it.
     fn close_sockets(&self, code: u16, reason: &str) -> usize {
-        let mut sockets = self.sockets.lock().expect("socket table lock");
+        let mut sockets = self.shared.sockets();
         sockets
             .ids()
             .into_iter()
@@ -126,6 +140,8 @@ pub(crate) struct Inner {
     limits: Limits,
     alarm_config: AlarmConfig,
     ai: AiService,
+    streams: AiStreams,
+    /// Every object with an entry on this host (rank [`Rank::Directory`]).
     directory: Mutex<HashMap<ObjectId, Arc<ObjectEntry>>>,
     live: LiveSet,
     socket_ids: AtomicU64,
@@ -160,12 +176,12 @@ pub struct SocketLink {
 impl SocketLink {
     /// The object this socket belongs to.
     pub fn object(&self) -> &ObjectRef {
-        &self.entry.object
+        self.entry.object()
     }
 
     /// The host's answer to `text` if it matches the object's auto-response pair.
     pub fn auto_response(&self, text: &str) -> Option<String> {
-        let sockets = self.entry.sockets.lock().expect("socket table lock");
+        let sockets = self.entry.shared.sockets();
         sockets
             .auto_response
             .as_ref()
@@ -189,11 +205,7 @@ impl SocketLink {
 
     /// The connection ended: the object gets `on-close` (waking it if evicted).
     pub async fn closed(self, code: u16, reason: String) {
-        self.entry
-            .sockets
-            .lock()
-            .expect("socket table lock")
-            .mark_closed(self.id);
+        self.entry.shared.sockets().mark_closed(self.id);
         let event = Event::Close {
             socket: self.id,
             code,
@@ -218,6 +230,7 @@ impl Runtime {
                 config: config.runtime.clone(),
                 limits: config.limits.clone(),
                 alarm_config: config.alarms.clone(),
+                streams: AiStreams::new(ai.clone()),
                 ai,
                 directory: Mutex::new(HashMap::new()),
                 live: LiveSet::new(config.runtime.max_live_objects),
@@ -256,10 +269,10 @@ impl Runtime {
 
     /// Open sockets, and how many of them belong to evicted objects.
     pub fn socket_counts(&self) -> SocketCounts {
-        let directory = self.inner.directory.lock().expect("directory lock");
+        let directory = lock(&self.inner.directory, Rank::Directory);
         let mut counts = SocketCounts::default();
         for (id, entry) in directory.iter() {
-            let n = entry.sockets.lock().expect("socket table lock").len();
+            let n = entry.shared.sockets().len();
             counts.open += n;
             if n > 0 && !self.inner.live.contains(*id) {
                 counts.hibernated += n;
@@ -270,12 +283,17 @@ impl Runtime {
 
     /// AI streams running on this host.
     pub fn ai_streams(&self) -> usize {
-        self.inner.ai.streams_in_flight()
+        self.inner.streams.in_flight()
     }
 
     /// Prompt and completion tokens the AI provider reported so far.
     pub fn ai_tokens(&self) -> (u64, u64) {
-        self.inner.ai.tokens()
+        self.inner.streams.tokens()
+    }
+
+    /// The alarms' retry policy.
+    pub fn alarm_config(&self) -> &AlarmConfig {
+        &self.inner.alarm_config
     }
 
     /// Live instances now.
@@ -300,7 +318,7 @@ impl Runtime {
         if self.inner.shutting_down.load(Ordering::Relaxed) {
             return Err(EventError::ShuttingDown);
         }
-        let mut directory = self.inner.directory.lock().expect("directory lock");
+        let mut directory = lock(&self.inner.directory, Rank::Directory);
         let entry = match directory.get(&object.id) {
             Some(entry) => entry.clone(),
             None => {
@@ -385,7 +403,7 @@ impl Runtime {
             reply,
         };
         let (entry, outbound) = self.with_entry(object, |entry| {
-            let mut sockets = entry.sockets.lock().expect("socket table lock");
+            let mut sockets = entry.shared.sockets();
             if sockets.len() >= max_sockets {
                 return Err(EventError::Overloaded {
                     object: object.to_string(),
@@ -410,7 +428,7 @@ impl Runtime {
             Err(e) => {
                 // The actor drops sockets it refused or failed on; make sure of it when
                 // the event never ran.
-                entry.sockets.lock().expect("socket table lock").remove(id);
+                entry.shared.sockets().remove(id);
                 Err(e)
             }
         }
@@ -429,15 +447,29 @@ impl Runtime {
         rx.await.map_err(|_| EventError::ShuttingDown)
     }
 
+    /// Changes the object's alarm if it is still the one that was due at `due_ms`;
+    /// returns whether it did, once the change is durable.
+    pub async fn change_alarm(
+        &self,
+        object: &ObjectRef,
+        due_ms: u64,
+        change: AlarmChange,
+    ) -> Result<bool, EventError> {
+        let (done, rx) = oneshot::channel();
+        let envelope = Envelope::ChangeAlarm {
+            due_ms,
+            change,
+            done,
+        };
+        self.dispatch_waiting(object, envelope).await?;
+        rx.await.map_err(|_| EventError::ShuttingDown)
+    }
+
     /// Whether the object is live and how many sockets it holds.
     pub fn status(&self, id: ObjectId) -> ObjectStatus {
-        let sockets = self
-            .inner
-            .directory
-            .lock()
-            .expect("directory lock")
+        let sockets = lock(&self.inner.directory, Rank::Directory)
             .get(&id)
-            .map_or(0, |e| e.sockets.lock().expect("socket table lock").len());
+            .map_or(0, |e| e.shared.sockets().len());
         ObjectStatus {
             live: self.inner.live.contains(id),
             sockets,
@@ -447,7 +479,7 @@ impl Runtime {
     /// Asks a live object to drop its instance (its sockets stay open). Returns whether
     /// it had an entry on this host.
     pub fn evict(&self, id: ObjectId) -> bool {
-        let directory = self.inner.directory.lock().expect("directory lock");
+        let directory = lock(&self.inner.directory, Rank::Directory);
         match directory.get(&id) {
             Some(entry) => entry.control.send(Envelope::Evict).is_ok(),
             None => false,
@@ -458,7 +490,7 @@ impl Runtime {
     /// host (1001) and drops their instances. Returns how many sockets were closed.
     pub fn close_class(&self, class: &str) -> usize {
         let mut closed = 0;
-        for entry in self.entries_where(|e| &*e.object.class == class) {
+        for entry in self.entries_where(|e| &*e.object().class == class) {
             closed += entry.close_sockets(1001, "the class was removed from this host");
             let _ = entry.control.send(Envelope::Evict);
         }
@@ -467,10 +499,7 @@ impl Runtime {
 
     /// The entries on this host that `keep` selects, taken out of the directory lock.
     fn entries_where(&self, keep: impl Fn(&ObjectEntry) -> bool) -> Vec<Arc<ObjectEntry>> {
-        self.inner
-            .directory
-            .lock()
-            .expect("directory lock")
+        lock(&self.inner.directory, Rank::Directory)
             .values()
             .filter(|e| keep(e))
             .cloned()

@@ -11,7 +11,7 @@
 pub use lodge_core::keys;
 mod txn;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,6 +51,9 @@ pub enum StorageError {
     WriterGone,
     #[error("cannot open the database at {path}: {reason}")]
     Open { path: PathBuf, reason: String },
+    /// An earlier commit of the object failed and this batch was built on its writes.
+    #[error("an earlier commit of this object failed, and this event depended on it")]
+    Fenced,
 }
 
 impl From<redb::Error> for StorageError {
@@ -110,6 +113,10 @@ pub struct Batch {
     /// Key -> new value (`None` deletes), in key order.
     pub writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     pub alarm: Option<AlarmChange>,
+    /// The event saw only durable state (the first batch of an actor, or the first after
+    /// a failed commit). After a commit of an object fails, the writer refuses the
+    /// object's later batches, which may build on the lost writes, until one of these.
+    pub from_durable: bool,
 }
 
 impl Batch {
@@ -398,6 +405,7 @@ type Pending = (Option<Batch>, oneshot::Sender<Result<(), StorageError>>);
 
 fn writer_loop(db: &Database, rx: &std_mpsc::Receiver<Pending>, stats: &WriterStats) {
     use std::sync::atomic::Ordering::Relaxed;
+    let mut fence = Fence::default();
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         while group.len() < MAX_BATCHES_PER_COMMIT {
@@ -405,6 +413,10 @@ fn writer_loop(db: &Database, rx: &std_mpsc::Receiver<Pending>, stats: &WriterSt
                 Ok(next) => group.push(next),
                 Err(_) => break,
             }
+        }
+        let (group, fenced) = fence.sort(group);
+        for (_, done) in fenced {
+            let _ = done.send(Err(StorageError::Fenced));
         }
         let started = Instant::now();
         let result = commit_group(db, &group);
@@ -417,10 +429,44 @@ fn writer_loop(db: &Database, rx: &std_mpsc::Receiver<Pending>, stats: &WriterSt
         tracing::trace!(batches = group.len(), elapsed = ?started.elapsed(), "group commit");
         if let Err(e) = &result {
             tracing::error!(error = %e, batches = group.len(), "group commit failed");
+            fence.failed(&group);
         }
         for (_, done) in group {
             let _ = done.send(result.clone());
         }
+    }
+}
+
+/// The objects whose last commit failed: their later batches may build on writes that
+/// are lost, so they are refused until a batch built from durable state arrives.
+#[derive(Debug, Default)]
+struct Fence {
+    objects: HashSet<ObjectId>,
+}
+
+impl Fence {
+    /// Splits a group into the batches to commit and those refused, in order.
+    fn sort(&mut self, group: Vec<Pending>) -> (Vec<Pending>, Vec<Pending>) {
+        if self.objects.is_empty() {
+            return (group, Vec::new());
+        }
+        group.into_iter().partition(|(batch, _)| match batch {
+            None => true,
+            Some(b) if b.from_durable => {
+                self.objects.remove(&b.object);
+                true
+            }
+            Some(b) => !self.objects.contains(&b.object),
+        })
+    }
+
+    /// A group failed: none of its writes are durable.
+    fn failed(&mut self, group: &[Pending]) {
+        self.objects.extend(
+            group
+                .iter()
+                .filter_map(|(b, _)| b.as_ref().map(|b| b.object)),
+        );
     }
 }
 
@@ -564,6 +610,7 @@ mod tests {
                 .map(|(k, v)| (k.as_bytes().to_vec(), v.map(|v| v.as_bytes().to_vec())))
                 .collect(),
             alarm,
+            from_durable: false,
         }
     }
 
@@ -632,6 +679,37 @@ mod tests {
             batch(1, false, &[("b", Some("v4"))], None),
         ];
         (before, group)
+    }
+
+    #[test]
+    fn a_failed_object_is_fenced_until_a_batch_from_durable_state() {
+        let mut fence = Fence::default();
+        let pending = |object: u8, from_durable: bool| -> Pending {
+            let mut b = batch(object, false, &[("k", Some("v"))], None);
+            b.from_durable = from_durable;
+            (Some(b), oneshot::channel().0)
+        };
+        let objects = |group: &[Pending]| -> Vec<u8> {
+            group
+                .iter()
+                .map(|(b, _)| b.as_ref().map_or(0, |b| b.object.0[0]))
+                .collect()
+        };
+        fence.failed(&[pending(1, false), pending(2, false)]);
+        let (commit, refused) = fence.sort(vec![
+            pending(1, false), // built on the failed write
+            pending(3, false), // another object
+            (None, oneshot::channel().0),
+            pending(2, true), // object 2 started over
+            pending(2, false),
+            pending(1, false),
+        ]);
+        assert_eq!(objects(&commit), vec![3, 0, 2, 2]);
+        assert_eq!(objects(&refused), vec![1, 1]);
+        let (commit, refused) = fence.sort(vec![pending(1, true), pending(1, false)]);
+        assert_eq!(objects(&commit), vec![1, 1]);
+        assert!(refused.is_empty());
+        assert!(fence.objects.is_empty());
     }
 
     #[test]

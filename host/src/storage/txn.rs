@@ -220,6 +220,7 @@ mod tests {
                 clear: w.clear,
                 writes: w.writes.clone().into_iter().collect(),
                 alarm: None,
+                from_durable: false,
             })
             .await
             .unwrap()
