@@ -431,6 +431,42 @@ async fn a_slow_event_makes_others_wait_their_turn_not_interleave() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_waiting_in_a_wasi_poll_is_ended_by_the_wall_clock_limit() {
+    let host = counter_host()
+        .toml("limits", "wall_ms_per_event = 1000")
+        .start()
+        .await
+        .unwrap();
+    post(&host.url("/counter/sleeper/increment"), "")
+        .await
+        .unwrap();
+    let sleep = tokio::spawn({
+        let url = host.url("/counter/sleeper/sleep?ms=600000");
+        async move { post(&url, "").await.unwrap() }
+    });
+    // Sleeping uses no CPU, so the CPU budget never ends it; meanwhile others are served.
+    for i in 1..=3 {
+        let r = post(&host.url("/counter/awake/increment"), "")
+            .await
+            .unwrap();
+        assert_eq!(r.json()["count"], i);
+    }
+    let sleep = sleep.await.unwrap();
+    assert_eq!(sleep.status, 500, "{}", sleep.body);
+    assert!(
+        sleep.body.contains("wall-clock limit of 1000 ms"),
+        "{}",
+        sleep.body
+    );
+    // Its write was discarded and the object works on a fresh instance.
+    assert_eq!(count(&host, "sleeper").await, 1);
+    let r = post(&host.url("/counter/sleeper/increment"), "")
+        .await
+        .unwrap();
+    assert_eq!(r.json()["count"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runaway_guests_hit_their_limits_without_disturbing_others() {
     let host = counter_host()
         .toml("limits", "cpu_ms_per_event = 500")

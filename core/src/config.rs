@@ -36,6 +36,7 @@ pub struct Config {
     pub alarms: AlarmConfig,
     pub ai: AiConfig,
     pub admin: AdminConfig,
+    pub storage: StorageConfig,
     /// Object classes by name: `[classes.chat] component = "path/to/chat.wasm"`.
     pub classes: BTreeMap<String, ClassConfig>,
 }
@@ -82,8 +83,11 @@ impl Default for RuntimeConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Time one event may run (epoch interruption).
+    /// CPU time one event may spend in the guest's code (epoch interruption).
     pub cpu_ms_per_event: u64,
+    /// Wall-clock time one event (or an instantiation) may take, host calls and WASI
+    /// waits included.
+    pub wall_ms_per_event: u64,
     /// Linear memory per instance.
     pub memory_bytes: u64,
     /// Bytes of keys and values per object.
@@ -103,7 +107,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            cpu_ms_per_event: 30_000,
+            cpu_ms_per_event: 5_000,
+            wall_ms_per_event: 10_000,
             memory_bytes: 128 << 20,
             storage_bytes: 10 << 30,
             max_key_bytes: 2 << 10,
@@ -132,6 +137,24 @@ impl Default for AlarmConfig {
         AlarmConfig {
             retry_base_ms: 2_000,
             max_retries: 6,
+        }
+    }
+}
+
+/// Storage, whatever the engine.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Writes that add data are refused while the data directory's file system has less
+    /// than this free (default 256 MiB), so a full disk never wedges the database and
+    /// deletes still work.
+    pub min_free_bytes: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            min_free_bytes: 256 << 20,
         }
     }
 }
@@ -222,6 +245,7 @@ impl ClassConfig {
 #[serde(deny_unknown_fields)]
 pub struct LimitOverrides {
     pub cpu_ms_per_event: Option<u64>,
+    pub wall_ms_per_event: Option<u64>,
     pub memory_bytes: Option<u64>,
     pub storage_bytes: Option<u64>,
     pub max_key_bytes: Option<usize>,
@@ -238,6 +262,7 @@ impl Limits {
     pub fn with(&self, o: &LimitOverrides) -> Limits {
         Limits {
             cpu_ms_per_event: o.cpu_ms_per_event.unwrap_or(self.cpu_ms_per_event),
+            wall_ms_per_event: o.wall_ms_per_event.unwrap_or(self.wall_ms_per_event),
             memory_bytes: o.memory_bytes.unwrap_or(self.memory_bytes),
             storage_bytes: o.storage_bytes.unwrap_or(self.storage_bytes),
             max_key_bytes: o.max_key_bytes.unwrap_or(self.max_key_bytes),
@@ -281,6 +306,7 @@ impl Default for Config {
             alarms: AlarmConfig::default(),
             ai: AiConfig::default(),
             admin: AdminConfig::default(),
+            storage: StorageConfig::default(),
             classes: BTreeMap::new(),
         }
     }
@@ -447,9 +473,14 @@ impl Config {
                 "runtime.max_live_objects above 10000 exceeds what vm.max_map_count (65530 by default) allows".into(),
             ));
         }
-        if self.runtime.epoch_tick_ms == 0 || self.limits.cpu_ms_per_event == 0 {
+        if self.runtime.epoch_tick_ms == 0
+            || self.limits.cpu_ms_per_event == 0
+            || self.limits.wall_ms_per_event == 0
+        {
             return Err(invalid(
-                "runtime.epoch_tick_ms and limits.cpu_ms_per_event must be positive".into(),
+                "runtime.epoch_tick_ms, limits.cpu_ms_per_event and limits.wall_ms_per_event \
+                 must be positive"
+                    .into(),
             ));
         }
         if self.runtime.mailbox_capacity == 0 || self.runtime.socket_send_queue == 0 {
@@ -556,5 +587,6 @@ mod tests {
         assert_eq!(documented.runtime, defaults.runtime);
         assert_eq!(documented.alarms, defaults.alarms);
         assert_eq!(documented.ai, defaults.ai);
+        assert_eq!(documented.storage, defaults.storage);
     }
 }

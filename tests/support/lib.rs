@@ -167,6 +167,12 @@ impl HostConfig {
         self
     }
 
+    /// Keeps the host's data in `dir` instead of a fresh temp dir.
+    pub fn data_dir(mut self, dir: PathBuf) -> HostConfig {
+        self.data_dir = Some(dir);
+        self
+    }
+
     /// An environment variable for the host process.
     pub fn env(mut self, key: &str, value: &str) -> HostConfig {
         self.env.push((key.into(), value.into()));

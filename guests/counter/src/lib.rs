@@ -107,6 +107,16 @@ impl Object for Counter {
                     &json!({ "count": bump("count", 1), "ended_at": lodge_sdk::now_ms() }),
                 )
             }
+            ("POST", "/sleep") => {
+                // Waits in a WASI poll, which uses no CPU: only the host's wall clock ends it.
+                storage::put("count", &-9i64).unwrap();
+                let ms = req
+                    .query_param("ms")
+                    .and_then(|m| m.parse().ok())
+                    .unwrap_or(100);
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                Response::json(200, &json!({ "slept": ms }))
+            }
             ("POST", "/spin") => {
                 // Never returns: the host's CPU limit must end it.
                 storage::put("count", &-7i64).unwrap();
@@ -175,6 +185,13 @@ impl Object for Counter {
             }
             "version" => {
                 let _ = socket.send_json(&json!({ "type": "version", "version": VERSION }));
+            }
+            "store" => {
+                // `store KEY SIZE`: writes SIZE bytes under `kv:KEY` (storage fault tests).
+                let (key, size) = arg.split_once(' ').unwrap_or((arg, "0"));
+                let value = "x".repeat(size.parse().unwrap_or(0));
+                let stored = storage::put(&format!("kv:{key}"), &value).is_ok();
+                let _ = socket.send_json(&json!({ "type": "stored", "ok": stored }));
             }
             "echo" => {
                 let _ = socket.send_text(arg);

@@ -116,12 +116,23 @@ async fn handle(admin: &Admin, req: hyper::Request<Incoming>) -> HttpResponse {
         (Method::GET, "/healthz") => {
             return ok(&api::Health {
                 status: "ok".into(),
+                reason: None,
             });
         }
         (Method::GET, "/readyz") => {
-            return ok(&api::Health {
-                status: "ready".into(),
-            });
+            return match admin.runtime.readiness() {
+                Ok(()) => ok(&api::Health {
+                    status: "ready".into(),
+                    reason: None,
+                }),
+                Err(why) => http::json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &api::Health {
+                        status: "not ready".into(),
+                        reason: Some(why),
+                    },
+                ),
+            };
         }
         _ => {}
     }

@@ -46,6 +46,10 @@ impl HostState {
         if added == 0 {
             return Ok(());
         }
+        if let Some(why) = self.object.store.space_low() {
+            self.refused("min_free_bytes", &why);
+            return Err(StorageError::Unavailable(why));
+        }
         let known = *self.object.usage_bound();
         let bound = match known {
             Some(b) => b,

@@ -196,6 +196,11 @@ impl Actor {
         }
     }
 
+    /// How long an event or an instantiation may take, host calls included.
+    fn wall_limit(&self) -> Duration {
+        Duration::from_millis(self.entry.shared.limits.wall_ms_per_event.max(1))
+    }
+
     fn streams_in_flight(&self) -> usize {
         self.entry.shared.streams().len()
     }
@@ -272,10 +277,11 @@ impl Actor {
                     message: "every live-object slot is busy".into(),
                 })?;
         let mut store = new_store(&self.rt, self.entry.shared.clone());
-        let bindings = version
-            .pre
-            .instantiate_async(&mut store)
+        // A start function that blocks (a WASI poll) is bounded like an event.
+        let wall = self.wall_limit();
+        let bindings = tokio::time::timeout(wall, version.pre.instantiate_async(&mut store))
             .await
+            .unwrap_or_else(|_| Err(wall_clock_exceeded(wall)))
             .map_err(|e| activation_error(format!("{e:#}")))?;
         self.instance = Some(Live {
             store,
@@ -343,6 +349,7 @@ impl Actor {
             self.fail(event, e);
             return;
         }
+        let wall = self.wall_limit();
         let live = self.instance.as_mut().expect("instance was just ensured");
         let state = live.store.data_mut();
         state.event = EventCtx {
@@ -355,44 +362,56 @@ impl Actor {
         let events = live.bindings.lodge_object_events();
         let store = &mut live.store;
         let started = std::time::Instant::now();
-        let result = match &event {
-            Event::Request { request, .. } => events
-                .call_on_request(&mut *store, request)
-                .await
-                .map(Returned::Response),
-            Event::Connect {
-                socket, request, ..
-            } => {
-                let shared = &self.entry.shared;
-                shared.sockets().connecting = Some(*socket);
-                let result = events.call_on_connect(&mut *store, *socket, request).await;
-                shared.sockets().connecting = None;
-                result.map(Returned::Connect)
-            }
-            Event::Message { socket, message } => events
-                .call_on_message(&mut *store, *socket, message)
-                .await
-                .map(|()| Returned::Unit),
-            Event::Close {
-                socket,
-                code,
-                reason,
-            } => events
-                .call_on_close(&mut *store, *socket, *code, reason)
-                .await
-                .map(|()| Returned::Unit),
-            Event::Alarm { .. } => {
-                let retry = self.alarm.map_or(0, |(_, r)| r);
-                events
-                    .call_on_alarm(&mut *store, retry)
+        // The CPU budget (epoch ticks) only counts time in the guest's code; a guest waiting
+        // in a host call (a WASI poll) is bounded by the wall clock. Past it the call is
+        // dropped, which unwinds the guest, and the instance is replaced like after a trap.
+        let call = async {
+            match &event {
+                Event::Request { request, .. } => events
+                    .call_on_request(&mut *store, request)
                     .await
-                    .map(|()| Returned::Unit)
+                    .map(Returned::Response),
+                Event::Connect {
+                    socket, request, ..
+                } => {
+                    let shared = &self.entry.shared;
+                    shared.sockets().connecting = Some(*socket);
+                    let result = events.call_on_connect(&mut *store, *socket, request).await;
+                    shared.sockets().connecting = None;
+                    result.map(Returned::Connect)
+                }
+                Event::Message { socket, message } => events
+                    .call_on_message(&mut *store, *socket, message)
+                    .await
+                    .map(|()| Returned::Unit),
+                Event::Close {
+                    socket,
+                    code,
+                    reason,
+                } => events
+                    .call_on_close(&mut *store, *socket, *code, reason)
+                    .await
+                    .map(|()| Returned::Unit),
+                Event::Alarm { .. } => {
+                    let retry = self.alarm.map_or(0, |(_, r)| r);
+                    events
+                        .call_on_alarm(&mut *store, retry)
+                        .await
+                        .map(|()| Returned::Unit)
+                }
+                Event::Ai { stream, event } => events
+                    .call_on_ai_event(&mut *store, *stream, event)
+                    .await
+                    .map(|()| Returned::Unit),
             }
-            Event::Ai { stream, event } => events
-                .call_on_ai_event(&mut *store, *stream, event)
-                .await
-                .map(|()| Returned::Unit),
         };
+        let result = tokio::time::timeout(wall, call)
+            .await
+            .unwrap_or_else(|_| Err(wall_clock_exceeded(wall)));
+        if matches!(event, Event::Connect { .. }) {
+            // Also when the call was cut short.
+            self.entry.shared.sockets().connecting = None;
+        }
         self.rt
             .live
             .touch(self.entry.object().id, &self.entry.control);
@@ -671,6 +690,13 @@ impl Actor {
         let set = matches!(change, AlarmChange::Set { .. });
         self.submit(EventCtx::default(), Some(change), set, Some(reply), None);
     }
+}
+
+fn wall_clock_exceeded(wall: Duration) -> wasmtime::Error {
+    wasmtime::Error::msg(format!(
+        "the event exceeded its wall-clock limit of {} ms",
+        wall.as_millis()
+    ))
 }
 
 /// A short description of why the guest failed, for the client (the logs get all).

@@ -291,6 +291,18 @@ impl Runtime {
         self.inner.streams.tokens()
     }
 
+    /// `Err(why)` when the host should get no traffic: storage cannot commit, or the host
+    /// is shutting down.
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.inner.shutting_down.load(Ordering::Relaxed) {
+            return Err("the host is shutting down".into());
+        }
+        self.inner
+            .store
+            .health()
+            .map_err(|why| format!("storage: {why}"))
+    }
+
     /// The alarms' retry policy.
     pub fn alarm_config(&self) -> &AlarmConfig {
         &self.inner.alarm_config

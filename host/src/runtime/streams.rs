@@ -171,7 +171,7 @@ mod tests {
             },
             settings: Arc::new(BTreeMap::new()),
             limits: Default::default(),
-            store: Store::open(dir.path()).unwrap(),
+            store: Store::open(dir.path(), &Default::default()).unwrap(),
             ai: service.clone(),
             stream_ids: Default::default(),
         });

@@ -74,10 +74,13 @@ fn error(
 
 fn event_error(e: &EventError, object: &ObjectRef) -> HttpResponse {
     let status = match e {
-        EventError::Trap { .. } | EventError::Storage { .. } | EventError::Activation { .. } => {
+        EventError::Trap { .. } | EventError::Activation { .. } => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
-        EventError::Overloaded { .. } | EventError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        // Storage failures pass (a full disk, a database being reopened): try again later.
+        EventError::Storage { .. } | EventError::Overloaded { .. } | EventError::ShuttingDown => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
     };
     error(status, e.to_string(), Some(object))
 }

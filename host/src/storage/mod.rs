@@ -9,6 +9,8 @@
 //! here knows about WASM: callers hand over plain keys and values.
 
 pub use lodge_core::keys;
+mod database;
+mod space;
 mod txn;
 
 use std::collections::{BTreeMap, HashSet};
@@ -28,7 +30,10 @@ pub use keys::KeyRange;
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 pub use txn::{EventWrites, Overlay, StorageView};
 
+use crate::config::StorageConfig;
 use crate::object::ObjectId;
+use database::OpenDatabase;
+use space::Space;
 
 /// Object keys and values: `object id ++ key -> value`.
 const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
@@ -54,18 +59,39 @@ pub enum StorageError {
     /// An earlier commit of the object failed and this batch was built on its writes.
     #[error("an earlier commit of this object failed, and this event depended on it")]
     Fenced,
+    /// The disk failed under the database (EIO); it is reopened.
+    #[error("storage I/O error: {0}")]
+    Io(String),
+    /// The disk filled up under the database; it is reopened once there is room.
+    #[error("the data disk is full: {0}")]
+    DiskFull(String),
+    /// The database is being reopened after an I/O error.
+    #[error("storage is unavailable: {0}")]
+    Unavailable(String),
+    /// The disk is nearly full: writes that add data are refused.
+    #[error("{0}")]
+    Full(String),
 }
 
 impl From<redb::Error> for StorageError {
     fn from(e: redb::Error) -> Self {
-        StorageError::Engine(e.to_string())
+        match e {
+            redb::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => {
+                StorageError::DiskFull(io.to_string())
+            }
+            redb::Error::Io(io) => StorageError::Io(io.to_string()),
+            redb::Error::PreviousIo | redb::Error::DatabaseClosed => {
+                StorageError::Io(e.to_string())
+            }
+            other => StorageError::Engine(other.to_string()),
+        }
     }
 }
 
 macro_rules! engine_err {
     ($($t:ty),*) => {$(
         impl From<$t> for StorageError {
-            fn from(e: $t) -> Self { StorageError::Engine(e.to_string()) }
+            fn from(e: $t) -> Self { redb::Error::from(e).into() }
         }
     )*};
 }
@@ -155,43 +181,56 @@ impl Default for WriterStats {
 /// The database and its writer. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    db: Arc<OpenDatabase>,
+    space: Arc<Space>,
     writer: std_mpsc::Sender<Pending>,
     stats: Arc<WriterStats>,
 }
 
 impl Store {
     /// Opens (or creates) the database file `dir/lodge.redb` and starts the writer.
-    pub fn open(dir: &Path) -> Result<Store, StorageError> {
+    pub fn open(dir: &Path, config: &StorageConfig) -> Result<Store, StorageError> {
         let path = dir.join("lodge.redb");
         let open_err = |reason: String| StorageError::Open {
             path: path.clone(),
             reason,
         };
         std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
-        let db = Database::create(&path).map_err(|e| open_err(e.to_string()))?;
-        // Create the tables up front so that readers never meet a missing table.
-        let txn = db.begin_write()?;
-        txn.open_table(DATA)?;
-        txn.open_table(OBJECTS)?;
-        txn.open_table(ALARMS)?;
-        txn.open_table(ALARM_INDEX)?;
-        txn.commit()?;
-
-        let db = Arc::new(db);
+        let db = Arc::new(OpenDatabase::open(&path)?);
+        let space = Arc::new(Space::new(dir, config.min_free_bytes));
         let stats = Arc::new(WriterStats::default());
         let (tx, rx) = std_mpsc::channel();
-        let writer_db = db.clone();
-        let writer_stats = stats.clone();
+        let writer = Writer {
+            db: db.clone(),
+            space: space.clone(),
+            stats: stats.clone(),
+            fence: Fence::default(),
+            retry_at: None,
+            reopened_at: None,
+            waiting_for_room: false,
+        };
         std::thread::Builder::new()
             .name("lodge-storage-writer".into())
-            .spawn(move || writer_loop(&writer_db, &rx, &writer_stats))
+            .spawn(move || writer.run(&rx))
             .map_err(|e| open_err(e.to_string()))?;
         Ok(Store {
             db,
+            space,
             writer: tx,
             stats,
         })
+    }
+
+    /// `Err(why)` while storage cannot commit (the database is being reopened after an
+    /// I/O error): the host is not ready.
+    pub fn health(&self) -> Result<(), String> {
+        self.db.health()
+    }
+
+    /// Why writes that add data are refused right now (the disk is nearly full), if they
+    /// are. Checked by the writer before each commit.
+    pub fn space_low(&self) -> Option<String> {
+        self.space.low()
     }
 
     /// Queues a batch for the next group commit.
@@ -219,7 +258,7 @@ impl Store {
 
     /// Reads one committed value.
     pub fn get(&self, object: ObjectId, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get()?.begin_read()?;
         let table = txn.open_table(DATA)?;
         let value = table.get(keys::data_key(object, key).as_slice())?;
         Ok(value.map(|v| v.value().to_vec()))
@@ -237,7 +276,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let (lower, upper) = range.to_table_range(object);
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get()?.begin_read()?;
         let table = txn.open_table(DATA)?;
         let bounds = (as_slice_bound(&lower), as_slice_bound(&upper));
         let iter = table.range::<&[u8]>(bounds)?;
@@ -272,7 +311,7 @@ impl Store {
 
     /// What the host knows about an object, if it ever stored anything.
     pub fn object_meta(&self, object: ObjectId) -> Result<Option<ObjectMeta>, StorageError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get()?.begin_read()?;
         let table = txn.open_table(OBJECTS)?;
         let Some(raw) = table.get(object.0.as_slice())? else {
             return Ok(None);
@@ -284,7 +323,7 @@ impl Store {
 
     /// Every object the store knows, with its metadata.
     pub fn objects(&self) -> Result<Vec<(ObjectId, ObjectMeta)>, StorageError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get()?.begin_read()?;
         let table = txn.open_table(OBJECTS)?;
         let mut out = Vec::new();
         for item in table.iter()? {
@@ -309,7 +348,7 @@ impl Store {
             )));
         }
         let copy = Database::create(path)?;
-        let read = self.db.begin_read()?;
+        let read = self.db.get()?.begin_read()?;
         let write = copy.begin_write()?;
         let objects;
         {
@@ -340,7 +379,7 @@ impl Store {
 
     /// The object's pending alarm.
     pub fn alarm(&self, object: ObjectId) -> Result<Option<Alarm>, StorageError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get()?.begin_read()?;
         let table = txn.open_table(ALARMS)?;
         let value = table.get(object.0.as_slice())?;
         Ok(value.and_then(|v| decode_alarm(object, v.value())))
@@ -348,14 +387,14 @@ impl Store {
 
     /// Pending alarms.
     pub fn alarm_count(&self) -> Result<u64, StorageError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get()?.begin_read()?;
         use redb::ReadableTableMetadata;
         Ok(txn.open_table(ALARMS)?.len()?)
     }
 
     /// The earliest alarms, at most `limit`, in due order.
     pub fn next_alarms(&self, limit: usize) -> Result<Vec<Alarm>, StorageError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get()?.begin_read()?;
         let index = txn.open_table(ALARM_INDEX)?;
         let alarms = txn.open_table(ALARMS)?;
         let mut out = Vec::new();
@@ -403,36 +442,133 @@ fn decode_alarm(object: ObjectId, raw: &[u8]) -> Option<Alarm> {
 /// A batch (or, with `None`, a flush marker) and where to report its commit.
 type Pending = (Option<Batch>, oneshot::Sender<Result<(), StorageError>>);
 
-fn writer_loop(db: &Database, rx: &std_mpsc::Receiver<Pending>, stats: &WriterStats) {
-    use std::sync::atomic::Ordering::Relaxed;
-    let mut fence = Fence::default();
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_BATCHES_PER_COMMIT {
-            match rx.try_recv() {
-                Ok(next) => group.push(next),
-                Err(_) => break,
+/// The writer thread: group commit, the fence, the free-space watermark and recovery
+/// after I/O errors.
+struct Writer {
+    db: Arc<OpenDatabase>,
+    space: Arc<Space>,
+    stats: Arc<WriterStats>,
+    fence: Fence,
+    /// While the database is unhealthy: when to try reopening it next.
+    retry_at: Option<Instant>,
+    /// The last reopen, so that a disk that keeps failing is not reopened per commit.
+    reopened_at: Option<Instant>,
+    /// The disk filled up: reopen only once it has room again.
+    waiting_for_room: bool,
+}
+
+impl Writer {
+    fn run(mut self, rx: &std_mpsc::Receiver<Pending>) {
+        loop {
+            // While the database is unhealthy it is reopened on time even with no traffic,
+            // so readiness comes back by itself.
+            let first = match self.retry_at {
+                None => match rx.recv() {
+                    Ok(first) => first,
+                    Err(_) => return,
+                },
+                Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                    Ok(first) => first,
+                    Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                        let _ = self.recover();
+                        continue;
+                    }
+                    Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+                },
+            };
+            let mut group = vec![first];
+            while group.len() < MAX_BATCHES_PER_COMMIT {
+                match rx.try_recv() {
+                    Ok(next) => group.push(next),
+                    Err(_) => break,
+                }
             }
+            self.commit(group);
         }
-        let (group, fenced) = fence.sort(group);
+    }
+
+    fn commit(&mut self, group: Vec<Pending>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Err(why) = self.recover() {
+            self.fence.failed(&group);
+            let error = StorageError::Unavailable(why);
+            for (_, done) in group {
+                let _ = done.send(Err(error.clone()));
+            }
+            return;
+        }
+        let (group, fenced) = self.fence.sort(group);
         for (_, done) in fenced {
             let _ = done.send(Err(StorageError::Fenced));
         }
+        let (group, refused) = self.space.sort(group);
+        if !refused.is_empty() {
+            self.fence.failed(&refused);
+            let error = StorageError::Full(self.space.low().unwrap_or_default());
+            for (_, done) in refused {
+                let _ = done.send(Err(error.clone()));
+            }
+        }
         let started = Instant::now();
-        let result = commit_group(db, &group);
-        stats.commits.fetch_add(1, Relaxed);
-        stats.batches.fetch_add(group.len() as u64, Relaxed);
-        stats
+        let result = match self.db.get() {
+            Ok(db) => commit_group(&db, &group),
+            Err(e) => Err(e),
+        };
+        self.stats.commits.fetch_add(1, Relaxed);
+        self.stats.batches.fetch_add(group.len() as u64, Relaxed);
+        self.stats
             .commit_latency
             .observe(started.elapsed().as_secs_f64());
-        stats.batch_size.observe(group.len() as f64);
+        self.stats.batch_size.observe(group.len() as f64);
         tracing::trace!(batches = group.len(), elapsed = ?started.elapsed(), "group commit");
         if let Err(e) = &result {
             tracing::error!(error = %e, batches = group.len(), "group commit failed");
-            fence.failed(&group);
+            self.fence.failed(&group);
+            if matches!(e, StorageError::Io(_) | StorageError::DiskFull(_)) {
+                // redb refuses every later commit until it is opened again.
+                self.waiting_for_room = matches!(e, StorageError::DiskFull(_));
+                self.db.failed(e);
+                let now = Instant::now();
+                let next = self
+                    .reopened_at
+                    .map_or(now, |t| (t + database::RETRY).max(now));
+                self.retry_at = Some(next);
+            }
         }
         for (_, done) in group {
             let _ = done.send(result.clone());
+        }
+    }
+
+    /// Reopens an unhealthy database when a retry is due; `Err(why)` while it stays
+    /// unusable.
+    fn recover(&mut self) -> Result<(), String> {
+        let Some(at) = self.retry_at else {
+            return Ok(());
+        };
+        if Instant::now() < at {
+            return self.db.health();
+        }
+        if self.waiting_for_room {
+            if let Err(why) = self.space.room_to_recover() {
+                self.db.failed(&StorageError::DiskFull(why.clone()));
+                self.retry_at = Some(Instant::now() + database::RETRY);
+                return Err(why);
+            }
+            self.waiting_for_room = false;
+        }
+        self.reopened_at = Some(Instant::now());
+        match self.db.reopen() {
+            Ok(()) => {
+                tracing::warn!("storage recovered: the database was reopened after an I/O error");
+                self.retry_at = None;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "storage is still unavailable; retrying in a second");
+                self.retry_at = Some(Instant::now() + database::RETRY);
+                Err(e.to_string())
+            }
         }
     }
 }

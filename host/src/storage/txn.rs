@@ -230,7 +230,7 @@ mod tests {
     #[tokio::test]
     async fn layers_shadow_each_other_and_lists_merge() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), &Default::default()).unwrap();
         let id = ObjectId([1; 16]);
         let mut committed = EventWrites::default();
         for k in ["a", "b", "c", "d"] {
@@ -282,7 +282,7 @@ mod tests {
     #[tokio::test]
     async fn clear_hides_committed_data_and_usage_follows() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), &Default::default()).unwrap();
         let id = ObjectId([2; 16]);
         let mut w = EventWrites::default();
         put(&mut w, "k1", Some("12345"));
