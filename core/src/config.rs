@@ -102,6 +102,14 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// AI streams running at once for one object (0: the class may not use AI).
     pub max_ai_streams: usize,
+    /// Bytes of keys and values one event may read (get, get-many, list): what the host
+    /// materialises for the guest.
+    pub max_read_bytes_per_event: usize,
+    /// Bytes of keys and values one event may write (held until its commit).
+    pub max_write_bytes_per_event: usize,
+    /// Bytes one event may queue for sockets: each frame's payload once, plus 64 per
+    /// socket it goes to.
+    pub max_send_bytes_per_event: usize,
 }
 
 impl Default for Limits {
@@ -118,6 +126,9 @@ impl Default for Limits {
             max_attachment_bytes: 2 << 10,
             max_body_bytes: 1 << 20,
             max_ai_streams: 4,
+            max_read_bytes_per_event: 64 << 20,
+            max_write_bytes_per_event: 64 << 20,
+            max_send_bytes_per_event: 64 << 20,
         }
     }
 }
@@ -255,6 +266,9 @@ pub struct LimitOverrides {
     pub max_attachment_bytes: Option<usize>,
     pub max_body_bytes: Option<usize>,
     pub max_ai_streams: Option<usize>,
+    pub max_read_bytes_per_event: Option<usize>,
+    pub max_write_bytes_per_event: Option<usize>,
+    pub max_send_bytes_per_event: Option<usize>,
 }
 
 impl Limits {
@@ -272,6 +286,15 @@ impl Limits {
             max_attachment_bytes: o.max_attachment_bytes.unwrap_or(self.max_attachment_bytes),
             max_body_bytes: o.max_body_bytes.unwrap_or(self.max_body_bytes),
             max_ai_streams: o.max_ai_streams.unwrap_or(self.max_ai_streams),
+            max_read_bytes_per_event: o
+                .max_read_bytes_per_event
+                .unwrap_or(self.max_read_bytes_per_event),
+            max_write_bytes_per_event: o
+                .max_write_bytes_per_event
+                .unwrap_or(self.max_write_bytes_per_event),
+            max_send_bytes_per_event: o
+                .max_send_bytes_per_event
+                .unwrap_or(self.max_send_bytes_per_event),
         }
     }
 }

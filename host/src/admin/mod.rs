@@ -383,6 +383,9 @@ fn remove_class(admin: &Admin, class: &str) -> HttpResponse {
     }
 }
 
+/// The most an inspection reads (keys and values).
+const INSPECT_BYTES: usize = 64 << 20;
+
 fn inspect(admin: &Admin, class: &str, name: &str) -> HttpResponse {
     let object = match object_ref(admin, class, name) {
         Ok(o) => o,
@@ -391,8 +394,16 @@ fn inspect(admin: &Admin, class: &str, name: &str) -> HttpResponse {
     let store = admin.runtime.store();
     let all = crate::storage::KeyRange::new(None, None, None);
     // Committed state only: an inspection never blocks or wakes the object.
-    let entries = match store.scan(object.id, &all, false, 10_000) {
+    let entries = match store.scan(object.id, &all, false, 10_000, INSPECT_BYTES) {
         Ok(e) => e,
+        Err(crate::storage::StorageError::ReadBudget(max)) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the object's first 10000 entries hold more than {max} bytes: too large to inspect in one answer"
+                ),
+            );
+        }
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     let status = admin.runtime.status(object.id);

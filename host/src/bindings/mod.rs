@@ -58,6 +58,39 @@ pub struct EventCtx {
     pub alarm_changed: bool,
     /// The limits refused to the guest in this event (each is logged once per event).
     pub refused: Vec<&'static str>,
+    /// Bytes charged to the event's budgets so far, by [`Budget`].
+    pub spent: [u64; 3],
+}
+
+/// What an event's host calls may cost the host, per event ([`HostState::charge`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// Keys and values the host materialises for reads.
+    Read = 0,
+    /// Keys and values held until the commit.
+    Write = 1,
+    /// Frames queued for sockets.
+    Send = 2,
+}
+
+impl Budget {
+    /// The class's limit for it.
+    fn limit(self, limits: &crate::config::Limits) -> usize {
+        match self {
+            Budget::Read => limits.max_read_bytes_per_event,
+            Budget::Write => limits.max_write_bytes_per_event,
+            Budget::Send => limits.max_send_bytes_per_event,
+        }
+    }
+
+    /// The limit's config key, and what it bounds.
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Budget::Read => ("max_read_bytes_per_event", "read"),
+            Budget::Write => ("max_write_bytes_per_event", "write"),
+            Budget::Send => ("max_send_bytes_per_event", "queue for sockets"),
+        }
+    }
 }
 
 /// The data of one instance's wasmtime store.
@@ -104,6 +137,28 @@ impl HostState {
             event: &self.event.writes,
         };
         f(&view)
+    }
+
+    /// Charges `bytes` to one of the event's budgets. `Err(detail)` (also logged, once per
+    /// event) when that would pass the class's limit: the call must then do nothing.
+    pub(crate) fn charge(&mut self, budget: Budget, bytes: usize) -> Result<(), String> {
+        let limit = budget.limit(&self.object.limits) as u64;
+        let spent = &mut self.event.spent[budget as usize];
+        let after = spent.saturating_add(bytes as u64);
+        if after > limit {
+            return Err(self.over_budget(budget, &format!("this call would make it {after}")));
+        }
+        *spent = after;
+        Ok(())
+    }
+
+    /// Refuses a call that would pass `budget`; returns the message for the guest.
+    pub(crate) fn over_budget(&mut self, budget: Budget, why: &str) -> String {
+        let limit = budget.limit(&self.object.limits);
+        let (name, what) = budget.names();
+        let detail = format!("one event may {what} at most {limit} bytes (`{name}`); {why}");
+        self.refused(name, &detail);
+        detail
     }
 
     /// Records that `limit` refused a call of the guest's. The guest gets the error to

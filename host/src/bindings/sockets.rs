@@ -5,10 +5,13 @@ use bytes::Bytes;
 
 use super::lodge::object::sockets::{AutoResponse, Host, SocketError};
 use super::lodge::object::types::Message;
-use super::{HostState, Output};
+use super::{Budget, HostState, Output};
 use crate::sockets::{self as table, Frame};
 
 type Res<T> = wasmtime::Result<Result<T, SocketError>>;
+
+/// What queueing one frame for one more socket costs the host, besides the shared payload.
+const PER_TARGET: usize = 64;
 
 impl HostState {
     fn frame(&mut self, message: Message) -> Result<Frame, SocketError> {
@@ -40,6 +43,9 @@ impl Host for HostState {
         if self.sockets().live(socket).is_none() {
             return Ok(Err(SocketError::NotFound));
         }
+        if let Err(detail) = self.charge(Budget::Send, frame.len() + PER_TARGET) {
+            return Ok(Err(SocketError::TooLarge(detail)));
+        }
         self.event.outputs.push(Output::Send(socket, frame));
         Ok(Ok(()))
     }
@@ -55,11 +61,18 @@ impl Host for HostState {
             Ok(f) => f,
             Err(e) => return Ok(Err(e)),
         };
-        let targets = self.sockets().list(tag.as_deref());
-        let mut count = 0;
-        for id in targets.into_iter().filter(|id| !except.contains(id)) {
+        let mut targets = self.sockets().list(tag.as_deref());
+        targets.retain(|id| !except.contains(id));
+        // The payload is shared by every copy: it is charged once, each target a little.
+        let cost = frame
+            .len()
+            .saturating_add(PER_TARGET.saturating_mul(targets.len()));
+        if let Err(detail) = self.charge(Budget::Send, cost) {
+            return Ok(Err(SocketError::TooLarge(detail)));
+        }
+        let count = targets.len() as u32;
+        for id in targets {
             self.event.outputs.push(Output::Send(id, frame.clone()));
-            count += 1;
         }
         Ok(Ok(count))
     }
@@ -121,6 +134,16 @@ impl Host for HostState {
     }
 
     async fn set_auto_response(&mut self, pair: Option<AutoResponse>) -> wasmtime::Result<()> {
+        let max = self.object.limits.max_message_bytes;
+        if let Some(p) = &pair
+            && p.request.len().max(p.response.len()) > max
+        {
+            // The interface has no error here: a pair no client frame could match or the
+            // host could send is refused (and logged) instead of kept.
+            let detail = format!("auto-response text over the message limit of {max} bytes");
+            self.refused("max_message_bytes", &detail);
+            return Ok(());
+        }
         self.sockets().auto_response = pair.map(|p| table::AutoResponse {
             request: p.request,
             response: p.response,

@@ -1,5 +1,6 @@
 //! `lodge:object/storage`: reads through the event's layers, writes into the event.
 
+use super::Budget;
 use super::HostState;
 use super::lodge::object::storage::{Entry, Host, ListOptions, StorageError};
 use crate::storage::KeyRange;
@@ -104,7 +105,15 @@ impl Host for HostState {
         if let Err(e) = self.check_key(&key) {
             return Ok(Err(e));
         }
-        Ok(self.with_view(|v| v.get(&key)).map_err(engine_error))
+        let value = match self.with_view(|v| v.get(&key)) {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(engine_error(e))),
+        };
+        let bytes = key.len() + value.as_ref().map_or(0, Vec::len);
+        if let Err(detail) = self.charge(Budget::Read, bytes) {
+            return Ok(Err(StorageError::TooLarge(detail)));
+        }
+        Ok(Ok(value))
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -114,9 +123,21 @@ impl Host for HostState {
                 return Ok(Err(e));
             }
         }
-        Ok(self
-            .with_view(|v| keys.iter().map(|k| v.get(k)).collect::<Result<Vec<_>, _>>())
-            .map_err(engine_error))
+        // One key at a time, charged as it is read: N copies of one large key cannot make
+        // the host hold N copies of its value.
+        let mut values = Vec::with_capacity(keys.len().min(1024));
+        for key in &keys {
+            let value = match self.with_view(|v| v.get(key)) {
+                Ok(v) => v,
+                Err(e) => return Ok(Err(engine_error(e))),
+            };
+            let bytes = key.len() + value.as_ref().map_or(0, Vec::len);
+            if let Err(detail) = self.charge(Budget::Read, bytes) {
+                return Ok(Err(StorageError::TooLarge(detail)));
+            }
+            values.push(value);
+        }
+        Ok(Ok(values))
     }
 
     async fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Res<()> {
@@ -124,6 +145,10 @@ impl Host for HostState {
             .check_key(&key)
             .and_then(|_| self.check_value(&value))
             .and_then(|_| self.check_quota(&[(&key, Some(&value))]))
+            .and_then(|_| {
+                self.charge(Budget::Write, key.len() + value.len())
+                    .map_err(StorageError::TooLarge)
+            })
         {
             return Ok(Err(e));
         }
@@ -145,7 +170,14 @@ impl Host for HostState {
             .iter()
             .map(|e| (e.key.as_slice(), Some(e.value.as_slice())))
             .collect();
-        if let Err(e) = self.check_quota(&pairs) {
+        let bytes = pairs
+            .iter()
+            .map(|(k, v)| k.len() + v.map_or(0, <[u8]>::len))
+            .sum();
+        if let Err(e) = self.check_quota(&pairs).and_then(|_| {
+            self.charge(Budget::Write, bytes)
+                .map_err(StorageError::TooLarge)
+        }) {
             return Ok(Err(e));
         }
         for e in entries {
@@ -174,15 +206,29 @@ impl Host for HostState {
             options.end.as_deref(),
         );
         let limit = options.limit.map_or(usize::MAX, |l| l as usize);
-        Ok(self
-            .with_view(|v| v.list(&range, options.reverse, limit))
-            .map(|entries| {
-                entries
-                    .into_iter()
-                    .map(|(key, value)| Entry { key, value })
-                    .collect()
-            })
-            .map_err(engine_error))
+        let budget = self.object.limits.max_read_bytes_per_event;
+        let left = (budget as u64).saturating_sub(self.event.spent[Budget::Read as usize]);
+        let entries =
+            match self.with_view(|v| v.list(&range, options.reverse, limit, left as usize)) {
+                Ok(entries) => entries,
+                Err(crate::storage::StorageError::ReadBudget(_)) => {
+                    let detail = self.over_budget(
+                        Budget::Read,
+                        "this list would read more: list fewer entries (a `limit`, a narrower \
+                         range)",
+                    );
+                    return Ok(Err(StorageError::TooLarge(detail)));
+                }
+                Err(e) => return Ok(Err(engine_error(e))),
+            };
+        let bytes = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if let Err(detail) = self.charge(Budget::Read, bytes) {
+            return Ok(Err(StorageError::TooLarge(detail)));
+        }
+        Ok(Ok(entries
+            .into_iter()
+            .map(|(key, value)| Entry { key, value })
+            .collect()))
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

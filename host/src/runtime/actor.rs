@@ -133,6 +133,9 @@ pub(super) fn new_store(rt: &Inner, ctx: Arc<ObjectShared>) -> wasmtime::Store<H
     store
 }
 
+/// Tags one socket may carry.
+const MAX_TAGS: usize = 32;
+
 /// What a guest call returned, per event kind.
 enum Returned {
     Response(Response),
@@ -435,6 +438,16 @@ impl Actor {
                 Err(wasmtime::Error::msg(format!(
                     "the socket attachment of {} bytes is over the limit of {max_attachment}",
                     a.attachment.len()
+                )))
+            }
+            // Tags are kept for the socket's life and matched on every tagged broadcast.
+            Ok(Returned::Connect(ConnectOutcome::Accept(a)))
+                if a.tags.len() > MAX_TAGS
+                    || a.tags.iter().map(String::len).sum::<usize>() > max_attachment =>
+            {
+                Err(wasmtime::Error::msg(format!(
+                    "the socket's {} tags are over the limit of {MAX_TAGS} tags or {max_attachment} bytes",
+                    a.tags.len()
                 )))
             }
             other => other,

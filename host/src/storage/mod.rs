@@ -71,6 +71,9 @@ pub enum StorageError {
     /// The disk is nearly full: writes that add data are refused.
     #[error("{0}")]
     Full(String),
+    /// A scan would materialise more than the caller's byte budget.
+    #[error("the entries read pass the budget of {0} bytes")]
+    ReadBudget(usize),
 }
 
 impl From<redb::Error> for StorageError {
@@ -271,6 +274,7 @@ impl Store {
         range: &KeyRange,
         reverse: bool,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Entries, StorageError> {
         if range.is_empty() || limit == 0 {
             return Ok(Vec::new());
@@ -281,6 +285,7 @@ impl Store {
         let bounds = (as_slice_bound(&lower), as_slice_bound(&upper));
         let iter = table.range::<&[u8]>(bounds)?;
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         type Item<'a> = Result<
             (
                 redb::AccessGuard<'a, &'static [u8]>,
@@ -290,6 +295,11 @@ impl Store {
         >;
         let mut push = |item: Item<'_>| -> Result<bool, StorageError> {
             let (k, v) = item?;
+            // Checked before copying: the host never holds more than the budget.
+            bytes = bytes.saturating_add(k.value().len() - 16 + v.value().len());
+            if bytes > max_bytes {
+                return Err(StorageError::ReadBudget(max_bytes));
+            }
             out.push((k.value()[16..].to_vec(), v.value().to_vec()));
             Ok(out.len() < limit)
         };

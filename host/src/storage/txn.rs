@@ -113,12 +113,13 @@ impl StorageView<'_> {
     }
 
     /// Entries in `range` as this event sees them, in key order or reversed, at most
-    /// `limit`.
+    /// `limit` of them and `max_bytes` of keys and values read.
     pub fn list(
         &self,
         range: &KeyRange,
         reverse: bool,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Entries, StorageError> {
         // Pending changes in range: the event's writes shadow the overlay's.
         let mut changes: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
@@ -140,7 +141,8 @@ impl StorageView<'_> {
             Vec::new()
         } else {
             let want = limit.saturating_add(changes.len());
-            self.store.scan(self.object, range, reverse, want)?
+            self.store
+                .scan(self.object, range, reverse, want, max_bytes)?
         };
         let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = base.into_iter().collect();
         for (k, v) in changes {
@@ -262,9 +264,15 @@ mod tests {
                 .map(|(k, _)| String::from_utf8(k).unwrap())
                 .collect::<Vec<_>>()
         };
-        assert_eq!(keys(view.list(&all, false, 10).unwrap()), ["a", "d", "e"]);
-        assert_eq!(keys(view.list(&all, true, 2).unwrap()), ["e", "d"]);
-        assert_eq!(keys(view.list(&all, false, 1).unwrap()), ["a"]);
+        assert_eq!(
+            keys(view.list(&all, false, 10, usize::MAX).unwrap()),
+            ["a", "d", "e"]
+        );
+        assert_eq!(
+            keys(view.list(&all, true, 2, usize::MAX).unwrap()),
+            ["e", "d"]
+        );
+        assert_eq!(keys(view.list(&all, false, 1, usize::MAX).unwrap()), ["a"]);
 
         // Once the overlay's batch is durable, redb answers for it.
         commit(&store, id, &pending).await;
@@ -276,7 +284,10 @@ mod tests {
             overlay: &overlay,
             event: &event,
         };
-        assert_eq!(keys(view.list(&all, false, 10).unwrap()), ["a", "d", "e"]);
+        assert_eq!(
+            keys(view.list(&all, false, 10, usize::MAX).unwrap()),
+            ["a", "d", "e"]
+        );
     }
 
     #[tokio::test]

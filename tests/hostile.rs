@@ -1,0 +1,80 @@
+//! A guest that attacks its host on purpose (`guests/hostile`), against a real host: every
+//! host call that could make the host materialise or queue memory on the guest's behalf is
+//! bounded per event, the guest gets an error naming the limit, the host's memory stays
+//! flat and other objects keep being served.
+
+use lodge_tests::{HostConfig, Ws, post};
+use serde_json::Value;
+
+async fn attack(host: &lodge_tests::Host, path: &str) -> Value {
+    let reply = post(&host.url(&format!("/hostile/h{path}")), "")
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+    reply.json()
+}
+
+fn refused(answer: &Value, limit: &str) {
+    let error = answer["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("TooLarge") && error.contains(limit),
+        "expected a refusal naming {limit}: {answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_calls_are_bounded_per_event_and_the_host_stays_flat() {
+    let host = HostConfig::new()
+        .class("hostile", "hostile")
+        .class("counter", "counter")
+        .start()
+        .await
+        .unwrap();
+    // 96 MiB stored, in events under the 64 MiB write budget.
+    for from in [0, 32, 64] {
+        let answer = attack(&host, &format!("/fill?from={from}&count=32")).await;
+        assert_eq!(answer["ok"], Value::Null, "{answer}");
+    }
+    // One event writing 80 MiB is refused at the call that passes the budget.
+    refused(
+        &attack(&host, "/fill?from=100&count=80").await,
+        "max_write_bytes_per_event",
+    );
+    let mut ws = Ws::connect(&host.ws_url("/hostile/h/ws")).await.unwrap();
+    let before = host.proc_status_kib("VmHWM");
+
+    // Every entry at once (96 MiB): refused before the host holds more than the budget.
+    refused(
+        &attack(&host, "/list-all").await,
+        "max_read_bytes_per_event",
+    );
+    // 1,500 copies of a 1 MiB key in one call would be 1.5 GiB in the host.
+    refused(
+        &attack(&host, "/get-many?copies=1500").await,
+        "max_read_bytes_per_event",
+    );
+    // 100 frames of 1 MiB queued in one event.
+    refused(
+        &attack(&host, "/flood?count=100").await,
+        "max_send_bytes_per_event",
+    );
+    // Others are served meanwhile, and after.
+    let counted = post(&host.url("/counter/other/increment"), "")
+        .await
+        .unwrap();
+    assert_eq!(counted.json()["count"], 1);
+
+    let after = host.proc_status_kib("VmHWM");
+    let grown_mib = after.saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < 400,
+        "the host's peak RSS grew by {grown_mib} MiB during the attacks"
+    );
+    // What the flood did queue within its budget reaches the socket, which stays open.
+    let first = ws.recv().await.unwrap();
+    assert_eq!(first.len(), 1 << 20);
+    host.log
+        .wait_for(&["limit refused", "max_read_bytes_per_event"], 1)
+        .await
+        .unwrap();
+}
