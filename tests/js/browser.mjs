@@ -160,12 +160,47 @@ async function main () {
     await waitIn(alice.page, 'undo takes back what was typed after the restore',
       (t) => window.lodgeDoc.view.state.doc.toString() === t, saved + '!')
 
+    // A paste larger than one update may be is refused in the editor, with a message, and
+    // the page keeps syncing (it used to reconnect forever, re-sending the paste).
+    const before = await editorText(alice.page)
+    await alice.page.evaluate(() => {
+      const view = window.lodgeDoc.view
+      view.dispatch({ changes: { from: 0, insert: 'z'.repeat(1300 * 1024) }, userEvent: 'input.paste' })
+    })
+    await waitIn(alice.page, 'a 1.3 MB paste is refused with a message saying so',
+      () => { const n = document.getElementById('notice'); return !n.hidden && n.textContent.includes('That paste is 1.3 MB') })
+    check('the refused paste changed nothing', await editorText(alice.page) === before)
+    await alice.page.evaluate(() => window.lodgeDoc.view.dispatch({
+      changes: { from: window.lodgeDoc.view.state.doc.length, insert: ' still syncing' }, userEvent: 'input.type'
+    }))
+    await waitIn(bob.page, 'what is typed after it reaches the others',
+      (t) => window.lodgeDoc.view.state.doc.toString() === t, before + ' still syncing')
+    await waitIn(alice.page, 'the page stays connected',
+      () => document.getElementById('status').dataset.state === 'connected')
+    await alice.page.evaluate(() => window.lodgeDoc.view.dispatch({
+      changes: { from: window.lodgeDoc.view.state.doc.length - ' still syncing'.length, to: window.lodgeDoc.view.state.doc.length }, userEvent: 'delete'
+    }))
+    await waitIn(bob.page, 'and so does deleting it again',
+      (t) => window.lodgeDoc.view.state.doc.toString() === t, before)
+
     // The name is remembered: no dialog after a reload.
     await alice.page.reload()
     await waitIn(alice.page, 'after a reload the name is remembered and the page syncs again',
       () => document.getElementById('name-dialog').hidden &&
         document.querySelector('#name-button .name').textContent === 'Alice' &&
         document.getElementById('status').dataset.synced === 'true')
+    // A change too large for the server that got into the document anyway (not through
+    // the editor's input) stops the page from reconnecting in a loop, and it says why.
+    const stable = await (await fetch(`${PAGE}/text`)).text()
+    await bob.page.evaluate(() => window.lodgeDoc.ytext.insert(0, 'q'.repeat(1300 * 1024)))
+    await waitIn(bob.page, 'a change the server refuses stops the sync with a message',
+      () => document.getElementById('status').dataset.state === 'refused' &&
+        document.getElementById('notice').textContent.includes('larger than the server accepts'))
+    check('and the stored text is untouched', await (await fetch(`${PAGE}/text`)).text() === stable)
+    // The refusal is the server's (1009 from the host), so this error in the console is expected.
+    for (let i = consoleErrors.length - 1; i >= 0; i--) {
+      if (consoleErrors[i].startsWith('Bob: WebSocket connection') || consoleErrors[i].includes('1009')) consoleErrors.splice(i, 1)
+    }
     check('the page loaded nothing from elsewhere', external.length === 0, external.join(', '))
     check('no errors in the page (script, CSP, failed loads)', consoleErrors.length === 0, consoleErrors.join(' | '))
     await alice.context.close()

@@ -49,7 +49,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    fn read() -> Settings {
+    pub(crate) fn read() -> Settings {
         Settings {
             compact_every: object::setting_or("compact_every", 100usize).max(1),
             version_idle_ms: object::setting_or("version_idle_ms", 5_000u64),

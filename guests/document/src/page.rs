@@ -50,12 +50,16 @@ pub fn html() -> Response {
     let name = object::name();
     let base = format!("/{}/{}", encode_segment(&class), encode_segment(&name));
     // JSON inside a <script> element: `<` is escaped so no `</script>` can end it.
+    let settings = crate::Settings::read();
     let config = serde_json::json!({
         "class": class,
         "name": name,
         "room": encode_segment(&name),
         "base": base,
         "text": crate::store::TEXT_NAME,
+        // One edit's update is a little larger than its text: half the limit leaves room.
+        "maxEditBytes": settings.max_update_bytes / 2,
+        "maxUpdateBytes": settings.max_update_bytes,
     })
     .to_string()
     .replace('<', "\\u003c");

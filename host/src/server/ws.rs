@@ -86,6 +86,9 @@ pub async fn run(upgraded: Upgraded, mut link: SocketLink, max_message_bytes: us
                     Some(Err(e)) => {
                         let (code, reason) = error_close(&e);
                         if let Some(code) = code {
+                            // The client broke a rule: its page can say why only if it
+                            // reads the close code; the operator sees it here.
+                            tracing::info!(code, error = %e, "closing a client socket: {reason}");
                             close.get_or_insert((code, reason.to_string()));
                             let _ = tokio::time::timeout(
                                 CLOSE_TIMEOUT,

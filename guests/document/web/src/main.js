@@ -37,6 +37,14 @@ function storedName () {
 
 const user = { name: storedName(), color: storedColor() }
 
+/** Shows a message above the editor until the next one (`kind` styles it). */
+function showNotice (text, kind) {
+  const notice = $('notice')
+  notice.textContent = text
+  notice.dataset.kind = kind || ''
+  notice.hidden = false
+}
+
 // ---- the shared document ----------------------------------------------------------
 
 const ydoc = new Y.Doc()
@@ -57,10 +65,31 @@ function announce () {
   button.querySelector('.swatch').style.background = user.color
 }
 
+// One edit becomes one update, and the server refuses an update above its limit (the
+// socket is closed with 4413, or 1009 by the host). An edit that large would be refused
+// again at every reconnect, so it is refused here, before it enters the document.
+const MAX_EDIT_BYTES = config.maxEditBytes || 512 * 1024
+const encoder = new TextEncoder()
+const refuseHugeEdits = EditorState.transactionFilter.of((tr) => {
+  if (!tr.docChanged || !tr.isUserEvent('input')) return tr
+  let chars = 0
+  tr.changes.iterChanges((fromA, toA, fromB, toB, text) => { chars += text.length })
+  // UTF-16 length bounds the UTF-8 size from below (x3 above): encode only when close.
+  if (chars * 3 <= MAX_EDIT_BYTES) return tr
+  let bytes = 0
+  tr.changes.iterChanges((fromA, toA, fromB, toB, text) => { bytes += encoder.encode(text.toString()).length })
+  if (bytes <= MAX_EDIT_BYTES) return tr
+  showNotice(`That paste is ${kib(bytes)}; one edit may add at most ${kib(MAX_EDIT_BYTES)}. ` +
+    'Paste it in smaller parts. Nothing was changed.', 'refused')
+  return []
+})
+const kib = (n) => n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(1)} MB` : `${Math.ceil(n / 1024)} KB`
+
 const view = new EditorView({
   state: EditorState.create({
     doc: ytext.toString(),
     extensions: [
+      refuseHugeEdits,
       keymap.of(yUndoManagerKeymap),
       basicSetup,
       EditorView.lineWrapping,
@@ -75,18 +104,41 @@ const view = new EditorView({
 const status = $('status')
 let state = 'connecting'
 function showStatus () {
+  if (state === 'refused') return
   status.dataset.state = state
   status.dataset.synced = String(provider.synced)
   status.textContent = state === 'connected'
     ? (provider.synced ? 'connected' : 'syncing…')
     : state === 'connecting' ? 'connecting…' : 'offline: edits are kept and sent on reconnect'
 }
-provider.on('status', (e) => { state = e.status; showStatus() })
+provider.on('status', (e) => { if (state !== 'refused') { state = e.status; showStatus() } })
 provider.on('sync', () => showStatus())
 provider.on('closed', (e) => {
+  if (state === 'refused') return
   state = 'disconnected'
   showStatus()
   status.textContent = `closed by the server (${e.code}${e.reason ? ': ' + e.reason : ''})`
+})
+// A change the server refuses as too large would be sent again at every reconnect, and
+// nothing typed after it would reach anyone: stop, and say what to do. Known from the
+// update's size before the server answers (the close code often never arrives: the
+// server hangs up while the browser is still sending), or from the close code.
+function refuseSync () {
+  if (state === 'refused') return
+  provider.shouldConnect = false
+  provider.disconnect()
+  state = 'refused'
+  status.dataset.state = state
+  status.textContent = 'not syncing: a change is too large for the server'
+  showNotice('A change in this tab is larger than the server accepts, so your edits are no ' +
+    'longer sent. Copy any text you want to keep, then reload the page.', 'refused')
+}
+const MAX_UPDATE_BYTES = config.maxUpdateBytes || 1024 * 1024
+ydoc.on('update', (update, origin) => {
+  if (origin !== provider && update.length > MAX_UPDATE_BYTES) refuseSync()
+})
+provider.on('connection-close', (e) => {
+  if (e && (e.code === 1009 || e.code === 4413)) refuseSync()
 })
 showStatus()
 
