@@ -1489,3 +1489,123 @@ async fn the_host_owns_http_framing_whatever_the_guest_answers() {
         "v1"
     );
 }
+
+/// Opens `n` TCP connections to `addr` that send nothing.
+async fn idle_connections(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(TcpStream::connect(addr).await.unwrap());
+    }
+    out
+}
+
+/// What the host says on a connection it refused at once (read to its end).
+async fn refusal(addr: SocketAddr) -> String {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let mut text = String::new();
+    tokio::time::timeout(WAIT, tcp.read_to_string(&mut text))
+        .await
+        .expect("the refusal comes at once")
+        .unwrap();
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_capped_host_wide_and_per_address_and_the_admin_api_stays_up() {
+    let host = counter_host()
+        .toml("connections", "max_open = 12\nmax_per_address = 8")
+        .start()
+        .await
+        .unwrap();
+    // Eight from 127.0.0.1: the ninth from it is refused, naming the limit.
+    let mut held = idle_connections(host.addr, 8).await;
+    let text = refusal(host.addr).await;
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    assert!(text.contains("max_per_address"), "{text}");
+    // Another address (127.0.0.2 is loopback too) still gets in, up to the host-wide cap.
+    for _ in 0..4 {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        held.push(socket.connect(host.addr).await.unwrap());
+    }
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut tcp = socket.connect(host.addr).await.unwrap();
+    let mut text = String::new();
+    tokio::time::timeout(WAIT, tcp.read_to_string(&mut text))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(text.contains("max_open"), "{text}");
+    // The admin API is another listener and keeps answering.
+    assert_eq!(get(&host.admin_url("/readyz")).await.unwrap().status, 200);
+    // Connections that close give their place back.
+    held.truncate(6);
+    eventually("a place is free again", || async {
+        Ok(get(&host.url("/counter/free/activations"))
+            .await
+            .ok()
+            .filter(|r| r.status == 200)
+            .map(|_| ()))
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_websocket_peer_is_pinged_then_dropped_and_a_live_one_stays() {
+    let host = counter_host()
+        .toml("connections", "ping_interval_ms = 300")
+        .start()
+        .await
+        .unwrap();
+    // A peer that completes the handshake and then never reads: it cannot answer pings.
+    let tcp = TcpStream::connect(host.addr).await.unwrap();
+    let (silent, _) =
+        tokio_tungstenite::client_async(host.ws_url("/counter/room/ws?name=silent"), tcp)
+            .await
+            .unwrap();
+    // A live client answers pings: tungstenite does while it reads, so a task keeps reading.
+    let (live, _) = tokio_tungstenite::connect_async(host.ws_url("/counter/room/ws?name=live"))
+        .await
+        .unwrap();
+    let (mut to_host, mut from_host) = futures_util::StreamExt::split(live);
+    let (frames, mut received) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = futures_util::StreamExt::next(&mut from_host).await {
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+                let _ = frames.send(text.to_string());
+            }
+        }
+    });
+    // The silent one is dropped: the object gets its close.
+    host.log
+        .wait_for(&["no answer to a ping", "dropping the connection"], 1)
+        .await
+        .unwrap();
+    eventually("only the live socket is left", || async {
+        let n = get(&host.url("/counter/room/sockets")).await?.json();
+        Ok((n == json!(1)).then_some(()))
+    })
+    .await
+    .unwrap();
+    // Well past two ping intervals, the live one still works.
+    futures_util::SinkExt::send(
+        &mut to_host,
+        tokio_tungstenite::tungstenite::Message::Text("echo still here".into()),
+    )
+    .await
+    .unwrap();
+    let echoed = tokio::time::timeout(WAIT, async {
+        loop {
+            let text = received.recv().await.expect("the live socket is open");
+            if text == "still here" {
+                return text;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(echoed, "still here");
+    drop(silent);
+}

@@ -37,6 +37,7 @@ pub struct Config {
     pub ai: AiConfig,
     pub admin: AdminConfig,
     pub storage: StorageConfig,
+    pub connections: ConnectionsConfig,
     /// Object classes by name: `[classes.chat] component = "path/to/chat.wasm"`.
     pub classes: BTreeMap<String, ClassConfig>,
 }
@@ -148,6 +149,32 @@ impl Default for AlarmConfig {
         AlarmConfig {
             retry_base_ms: 2_000,
             max_retries: 6,
+        }
+    }
+}
+
+/// The public listener's connections.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionsConfig {
+    /// Open connections (HTTP and WebSocket) at most; beyond it new ones get 503. The
+    /// host also keeps it below its file-descriptor limit, with a reserve for the admin
+    /// API and storage.
+    pub max_open: usize,
+    /// Open connections from one client address at most (0: no limit). Leave it at 0
+    /// behind a reverse proxy, where every client has the proxy's address.
+    pub max_per_address: usize,
+    /// A WebSocket with no frame from its client for this long is pinged; with none for
+    /// as long again, it is dropped as dead.
+    pub ping_interval_ms: u64,
+}
+
+impl Default for ConnectionsConfig {
+    fn default() -> Self {
+        ConnectionsConfig {
+            max_open: 10_000,
+            max_per_address: 0,
+            ping_interval_ms: 30_000,
         }
     }
 }
@@ -330,6 +357,7 @@ impl Default for Config {
             ai: AiConfig::default(),
             admin: AdminConfig::default(),
             storage: StorageConfig::default(),
+            connections: ConnectionsConfig::default(),
             classes: BTreeMap::new(),
         }
     }
@@ -611,5 +639,6 @@ mod tests {
         assert_eq!(documented.alarms, defaults.alarms);
         assert_eq!(documented.ai, defaults.ai);
         assert_eq!(documented.storage, defaults.storage);
+        assert_eq!(documented.connections, defaults.connections);
     }
 }

@@ -148,7 +148,12 @@ impl Host {
             source,
         })?;
         let (stop, stop_rx) = watch::channel(false);
-        let server = tokio::spawn(crate::server::serve(listener, runtime.clone(), stop_rx));
+        let server = tokio::spawn(crate::server::serve(
+            listener,
+            runtime.clone(),
+            config.connections.clone(),
+            stop_rx,
+        ));
         let admin_listener = TcpListener::bind(config.admin.listen)
             .await
             .map_err(|source| StartError::Listen {

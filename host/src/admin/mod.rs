@@ -52,7 +52,7 @@ pub async fn serve(
         upload_timeout: std::time::Duration::from_millis(config.upload_timeout_ms),
         deploys: AtomicU64::new(0),
     });
-    http::accept_loop(listener, stop, http::Upgrades::Refused, move |req| {
+    http::accept_loop(listener, stop, http::Upgrades::Refused, None, move |req| {
         let admin = admin.clone();
         async move { handle(&admin, req).await }
     })

@@ -5,6 +5,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,6 +18,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+use super::admission::{Admission, Admitted};
 
 /// A response with its whole body.
 pub type HttpResponse = hyper::Response<Full<Bytes>>;
@@ -34,11 +37,13 @@ pub enum Upgrades {
     Refused,
 }
 
-/// Serves HTTP/1.1 on `listener` with `handle` until `stop` turns true.
+/// Serves HTTP/1.1 on `listener` with `handle` until `stop` turns true; with
+/// `admission`, only the connections it admits (the others get a short 503).
 pub async fn accept_loop<H, F>(
     listener: TcpListener,
     mut stop: watch::Receiver<bool>,
     upgrades: Upgrades,
+    admission: Option<Arc<Admission>>,
     handle: H,
 ) where
     H: Fn(hyper::Request<Incoming>) -> F + Clone + Send + Sync + 'static,
@@ -59,6 +64,16 @@ pub async fn accept_loop<H, F>(
             }
         };
         let _ = tcp.set_nodelay(true);
+        let slot = match admission.as_ref().map(|a| a.admit(peer.ip())) {
+            None => None,
+            Some(Ok(slot)) => Some(slot),
+            Some(Err(why)) => {
+                tracing::debug!(%peer, "connection refused: {why}");
+                tokio::spawn(refuse(tcp, why));
+                continue;
+            }
+        };
+        let tcp = Admitted::new(tcp, slot);
         let handle = handle.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
@@ -80,6 +95,22 @@ pub async fn accept_loop<H, F>(
             }
         });
     }
+}
+
+/// Answers a connection over the caps with 503 and closes it, without reading a request.
+async fn refuse(mut tcp: tokio::net::TcpStream, why: String) {
+    use tokio::io::AsyncWriteExt;
+    let body = serde_json::json!({ "error": why }).to_string();
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        tcp.write_all(response.as_bytes()).await?;
+        tcp.shutdown().await
+    })
+    .await;
 }
 
 /// `body` as a JSON response.

@@ -3,6 +3,7 @@
 //! errors) into HTTP responses with JSON error bodies. It holds no object state.
 
 pub use lodge_core::routes;
+mod admission;
 pub mod http;
 mod pages;
 mod ws;
@@ -18,6 +19,8 @@ use hyper::{Method, StatusCode};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+use crate::config::ConnectionsConfig;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use crate::bindings::{Header, Request};
@@ -47,15 +50,34 @@ pub use http::HttpResponse;
 
 struct Shared {
     runtime: Runtime,
+    /// How long a silent WebSocket goes before it is pinged (and as long again before it
+    /// is dropped).
+    ping: Duration,
 }
 
 /// Serves `listener` until `stop` turns true.
-pub async fn serve(listener: TcpListener, runtime: Runtime, stop: watch::Receiver<bool>) {
-    let shared = Arc::new(Shared { runtime });
-    http::accept_loop(listener, stop, http::Upgrades::Allowed, move |req| {
-        let shared = shared.clone();
-        async move { handle(&shared, req).await }
-    })
+pub async fn serve(
+    listener: TcpListener,
+    runtime: Runtime,
+    connections: ConnectionsConfig,
+    stop: watch::Receiver<bool>,
+) {
+    let max_open = admission::within_fd_limit(connections.max_open);
+    let admission = admission::Admission::new(max_open, connections.max_per_address);
+    let shared = Arc::new(Shared {
+        runtime,
+        ping: Duration::from_millis(connections.ping_interval_ms.max(1)),
+    });
+    http::accept_loop(
+        listener,
+        stop,
+        http::Upgrades::Allowed,
+        Some(admission),
+        move |req| {
+            let shared = shared.clone();
+            async move { handle(&shared, req).await }
+        },
+    )
     .await
 }
 
@@ -407,9 +429,10 @@ async fn upgrade(
         Err(e) => return event_error(&e, &object),
     };
     let max = shared.runtime.class_limits(&object.class).max_message_bytes;
+    let ping = shared.ping;
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => ws::run(upgraded, link, max).await,
+            Ok(upgraded) => ws::run(upgraded, link, max, ping).await,
             Err(e) => {
                 tracing::debug!(error = %e, "the client left before the upgrade completed");
                 link.closed(1006, String::new()).await;

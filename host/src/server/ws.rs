@@ -37,18 +37,41 @@ pub fn config(max_message_bytes: usize) -> WebSocketConfig {
         .read_buffer_size(4096)
 }
 
-/// Runs the connection until it closes, then tells the object.
-pub async fn run(upgraded: Upgraded, mut link: SocketLink, max_message_bytes: usize) {
+/// Runs the connection until it closes, then tells the object. A client silent for `ping`
+/// is pinged; silent for `ping` again, it is taken for dead (a peer that vanished without
+/// closing, which TCP alone may not notice for hours) and dropped.
+pub async fn run(
+    upgraded: Upgraded,
+    mut link: SocketLink,
+    max_message_bytes: usize,
+    ping: Duration,
+) {
     let io = TokioIo::new(upgraded);
     let mut ws =
         WebSocketStream::from_raw_socket(io, Role::Server, Some(config(max_message_bytes))).await;
     let mut close: Option<(u16, String)> = None;
     // Set once the host sent its close frame: the client has until then to answer.
     let mut closing: Option<Instant> = None;
+    let mut heard = Instant::now();
+    let mut pinged = false;
     loop {
         let deadline = closing.unwrap_or_else(|| Instant::now() + CLOSE_TIMEOUT);
+        let silence = heard + if pinged { ping * 2 } else { ping };
         tokio::select! {
+            _ = tokio::time::sleep_until(silence), if closing.is_none() => {
+                if pinged {
+                    tracing::debug!(socket = link.id, "no answer to a ping: dropping the connection");
+                    close.get_or_insert((ABNORMAL, "no answer to a ping".into()));
+                    break;
+                }
+                pinged = true;
+                if !send(&mut ws, WsMessage::Ping(Default::default()), &mut close).await {
+                    break;
+                }
+            }
             incoming = ws.next() => {
+                heard = Instant::now();
+                pinged = false;
                 match incoming {
                     Some(Ok(WsMessage::Text(text))) => {
                         if closing.is_some() {
