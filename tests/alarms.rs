@@ -139,6 +139,12 @@ async fn a_failing_handler_is_retried_with_backoff_then_dropped() {
     let state = alarm_state(&host, "broken").await;
     assert_eq!(state["alarm"], Value::Null, "the alarm is dropped");
     assert_eq!(state["fired"].as_array().unwrap().len(), 0);
+    // And the operator sees it in the metrics, not only in a log line.
+    let metrics = host.admin("GET", "/metrics", vec![]).await.unwrap().body;
+    assert!(
+        metrics.contains("lodge_alarms_dropped_total 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,4 +200,40 @@ async fn an_alarm_waits_for_the_event_in_progress() {
         fired_at >= slow["ended_at"].as_u64().unwrap(),
         "the alarm ran after the slow event ended: {state} {slow}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_of_a_class_not_served_waits_for_it_and_fires_when_it_is_deployed() {
+    let data = tempfile::tempdir().unwrap();
+    let mut first = host()
+        .data_dir(data.path().join("data"))
+        .start()
+        .await
+        .unwrap();
+    set_alarm(&first, "kept", "in=1000").await;
+    first.kill();
+    // The same data, served by a host that does not serve `counter`.
+    let host = HostConfig::new()
+        .class("other", "counter")
+        .data_dir(data.path().join("data"))
+        .start()
+        .await
+        .unwrap();
+    host.log
+        .wait_for(&["kept until the class is served", "name=kept"], 1)
+        .await
+        .unwrap();
+    // Deploying the class serves it again: the alarm fires (it used to be deleted).
+    let bytes = std::fs::read(lodge_tests::guest("counter")).unwrap();
+    let deployed = host
+        .admin("POST", "/classes/counter/versions", bytes)
+        .await
+        .unwrap();
+    assert_eq!(deployed.status, 200, "{}", deployed.body);
+    host.log
+        .wait_for(&["alarm handled", "counter/kept"], 1)
+        .await
+        .unwrap();
+    let state = alarm_state(&host, "kept").await;
+    assert_eq!(state["fired"].as_array().unwrap().len(), 1);
 }

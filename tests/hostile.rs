@@ -78,3 +78,33 @@ async fn host_calls_are_bounded_per_event_and_the_host_stays_flat() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_printing_in_a_loop_cannot_flood_the_log() {
+    let host = HostConfig::new()
+        .class("hostile", "hostile")
+        .start()
+        .await
+        .unwrap();
+    let answer = attack(&host, "/log?lines=20000").await;
+    assert_eq!(answer["ok"], 20000);
+    // The next line after the flood says how many were dropped.
+    attack(&host, "/log?lines=1").await;
+    let dropped = host
+        .log
+        .wait_for(&["guest log lines dropped"], 1)
+        .await
+        .unwrap();
+    assert!(dropped[0].contains("dropped="), "{}", dropped[0]);
+    let kept = host
+        .log
+        .all()
+        .iter()
+        .filter(|l| l.contains("hostile log line"))
+        .count();
+    // The burst (200) and what the refill allows during the run, far from 20,000.
+    assert!(
+        (200..1000).contains(&kept),
+        "{kept} guest lines were logged"
+    );
+}

@@ -65,6 +65,14 @@ impl Object for Hostile {
                     sockets::raw::broadcast(&Message::Text(text.clone()), None, &[]).map(|_| ())
                 }))
             }
+            // `lines` log lines in one event.
+            ("POST", "/log") => {
+                let lines = param(&req, "lines", 1);
+                for i in 0..lines {
+                    println!("hostile log line {i}");
+                }
+                Response::json(200, &json!({ "ok": lines }))
+            }
             _ => Response::error(404, "no such attack"),
         }
     }

@@ -508,6 +508,12 @@ fn metrics(admin: &Admin) -> HttpResponse {
             load(&m.alarms_fired),
         ),
         (
+            "lodge_alarms_dropped_total",
+            "counter",
+            "Alarms dropped after their last failed retry.",
+            load(&m.alarms_dropped),
+        ),
+        (
             "lodge_ai_streams",
             "gauge",
             "AI streams in flight.",

@@ -4,7 +4,7 @@
 //! through the runtime like any other event. Alarms that fell due while the host was
 //! down are simply due at start-up.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -31,8 +31,9 @@ fn now_ms() -> u64 {
 pub async fn run(runtime: Runtime) {
     let wake = runtime.alarm_wake();
     let in_flight: Arc<Mutex<HashSet<ObjectId>>> = Arc::default();
+    let mut unserved = HashMap::new();
     loop {
-        let next_due = match dispatch_due(&runtime, &in_flight) {
+        let next_due = match dispatch_due(&runtime, &in_flight, &mut unserved) {
             Ok(next) => next,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read alarms");
@@ -51,15 +52,22 @@ pub async fn run(runtime: Runtime) {
 }
 
 /// Starts delivery of every due alarm not already in flight; returns when the next
-/// not-yet-due alarm is due.
+/// not-yet-due alarm is due. A due alarm whose class this host does not serve (removed
+/// from the config, or not deployed yet) is kept, not dropped: it waits in `unserved` and
+/// fires once the class is served again (a deploy wakes the scheduler).
 fn dispatch_due(
     runtime: &Runtime,
     in_flight: &Arc<Mutex<HashSet<ObjectId>>>,
+    unserved: &mut HashMap<ObjectId, String>,
 ) -> Result<Option<u64>, crate::storage::StorageError> {
     let now = now_ms();
+    unserved.retain(|_, class| runtime.registry().class(class).is_none());
     let busy = in_flight.lock().expect("in-flight lock").len();
-    let alarms = runtime.store().next_alarms(BATCH + busy)?;
+    let alarms = runtime.store().next_alarms(BATCH + busy + unserved.len())?;
     for alarm in alarms {
+        if unserved.contains_key(&alarm.object) {
+            continue;
+        }
         if alarm.at_ms > now {
             return Ok(Some(alarm.at_ms));
         }
@@ -71,8 +79,24 @@ fn dispatch_due(
             continue;
         }
         let Some(meta) = runtime.store().object_meta(alarm.object)? else {
+            in_flight
+                .lock()
+                .expect("in-flight lock")
+                .remove(&alarm.object);
             continue;
         };
+        if runtime.registry().class(&meta.class).is_none() {
+            in_flight
+                .lock()
+                .expect("in-flight lock")
+                .remove(&alarm.object);
+            tracing::warn!(
+                class = %meta.class, id = %alarm.object, name = %meta.name, due_ms = alarm.at_ms,
+                "alarm of a class this host does not serve: kept until the class is served"
+            );
+            unserved.insert(alarm.object, meta.class);
+            continue;
+        }
         let runtime = runtime.clone();
         let in_flight = in_flight.clone();
         let span = tracing::info_span!("object", class = %meta.class, id = %alarm.object, name = %meta.name);
@@ -96,12 +120,6 @@ async fn deliver(runtime: &Runtime, id: ObjectId, class: String, name: String, d
         name: name.as_str().into(),
         id,
     };
-    if runtime.registry().class(&class).is_none() {
-        // Nobody can ever handle it: drop it rather than spin on it.
-        tracing::error!("alarm for a class that is not served; dropping it");
-        change(runtime, &object, due_ms, AlarmChange::Clear).await;
-        return;
-    }
     match runtime.fire_alarm(&object, due_ms).await {
         Ok(AlarmOutcome::Handled) => tracing::debug!(object = %object, "alarm handled"),
         Ok(AlarmOutcome::Stale) => {}
@@ -115,11 +133,17 @@ async fn deliver(runtime: &Runtime, id: ObjectId, class: String, name: String, d
                     at_ms,
                     "on-alarm failed; retrying"
                 ),
-                AlarmChange::Clear => tracing::error!(
-                    retries = retry,
-                    due_ms,
-                    "on-alarm failed after the last retry; the alarm is dropped"
-                ),
+                AlarmChange::Clear => {
+                    runtime
+                        .metrics()
+                        .alarms_dropped
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::error!(
+                        retries = retry,
+                        due_ms,
+                        "on-alarm failed after the last retry; the alarm is dropped"
+                    );
+                }
             }
             change(runtime, &object, due_ms, next).await;
         }

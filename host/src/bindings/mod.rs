@@ -110,8 +110,8 @@ impl HostState {
         // No preopens, no environment, no arguments, no network: the guest's only
         // ambient capabilities are clocks, randomness and its log output.
         let wasi = WasiCtx::builder()
-            .stdout(logs::GuestLog::stdout(&object.object))
-            .stderr(logs::GuestLog::stderr(&object.object))
+            .stdout(logs::GuestLog::stdout(&object))
+            .stderr(logs::GuestLog::stderr(&object))
             .build();
         let limits = StoreLimitsBuilder::new()
             .memory_size(object.limits.memory_bytes as usize)

@@ -12,9 +12,10 @@
 //! | `overlay`   | writes handed to the writer, not durable yet | a storage read (one redb read transaction, never an fsync) |
 //! | `streams`   | AI streams in flight                  | table edits, starting a task   |
 //! | `usage`     | the bound on the object's storage use | arithmetic                     |
+//! | `logs`      | the guest's log allowance             | arithmetic                     |
 //!
 //! **Lock order**: the runtime's directory lock, then `sockets`, `overlay`, `streams`,
-//! `usage`. A task holding one may take a later one, never an earlier one. None is held
+//! `usage`, `logs`. A task holding one may take a later one, never an earlier one. None is held
 //! across an `.await` (the guards are not `Send`). Debug builds check the order on every
 //! acquisition ([`lock`]), so a test that takes them the wrong way round panics at once
 //! instead of deadlocking once in a while.
@@ -29,6 +30,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::logs::LogBudget;
 use crate::ai::AiService;
 use crate::config::Limits;
 use crate::object::ObjectRef;
@@ -44,6 +46,7 @@ pub enum Rank {
     Overlay = 2,
     Streams = 3,
     Usage = 4,
+    Logs = 5,
 }
 
 thread_local! {
@@ -174,6 +177,7 @@ pub struct ObjectShared {
     /// since), once a write needed it: only this object writes its keys, and deletes or
     /// discarded writes only lower the real figure, so it stays a bound without a read.
     usage_bound: Mutex<Option<u64>>,
+    log_budget: Mutex<LogBudget>,
 }
 
 /// The immutable parts of an [`ObjectShared`].
@@ -208,6 +212,7 @@ impl ObjectShared {
             overlay: Mutex::default(),
             streams: Mutex::default(),
             usage_bound: Mutex::default(),
+            log_budget: Mutex::default(),
         }
     }
 
@@ -230,31 +235,39 @@ impl ObjectShared {
     pub fn usage_bound(&self) -> Ranked<'_, Option<u64>> {
         lock(&self.usage_bound, Rank::Usage)
     }
+
+    /// The guest's log allowance (rank [`Rank::Logs`]).
+    pub fn log_budget(&self) -> Ranked<'_, LogBudget> {
+        lock(&self.log_budget, Rank::Logs)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Takes a lock of rank `first`, then, holding it, one of rank `second`.
+    fn nested(first: Rank, second: Rank) {
+        let (a, b) = (Mutex::new(1), Mutex::new(2));
+        let _first = lock(&a, first);
+        let _second = lock(&b, second);
+    }
+
     #[test]
     fn locks_in_order_are_fine_and_released_on_drop() {
-        let (a, b, c) = (Mutex::new(1), Mutex::new(2), Mutex::new(3));
-        {
-            let _d = lock(&a, Rank::Directory);
-            let _s = lock(&b, Rank::Sockets);
-            let _o = lock(&c, Rank::Overlay);
-        }
+        nested(Rank::Directory, Rank::Sockets);
+        nested(Rank::Sockets, Rank::Overlay);
+        nested(Rank::Overlay, Rank::Streams);
+        nested(Rank::Streams, Rank::Usage);
         // All released: taking an early rank again is fine.
-        let _s = lock(&b, Rank::Sockets);
+        nested(Rank::Directory, Rank::Usage);
     }
 
     #[test]
     #[cfg(debug_assertions)]
     #[should_panic(expected = "lock order violated")]
     fn an_earlier_lock_under_a_later_one_panics() {
-        let (a, b) = (Mutex::new(1), Mutex::new(2));
-        let _o = lock(&a, Rank::Overlay);
-        let _s = lock(&b, Rank::Sockets);
+        nested(Rank::Overlay, Rank::Sockets);
     }
 
     #[test]
@@ -262,8 +275,6 @@ mod tests {
     #[should_panic(expected = "lock order violated")]
     fn two_locks_of_one_rank_panic() {
         // Two objects' socket tables at once could deadlock against the reverse order.
-        let (a, b) = (Mutex::new(1), Mutex::new(2));
-        let _x = lock(&a, Rank::Sockets);
-        let _y = lock(&b, Rank::Sockets);
+        nested(Rank::Sockets, Rank::Sockets);
     }
 }

@@ -53,9 +53,12 @@ impl Runtime {
             Err(unchanged) => return Ok(unchanged),
         };
         self.probe(class, &version).await?;
-        Ok(self
+        let deployed = self
             .registry()
-            .commit_deploy(class, &bytes, version, label)?)
+            .commit_deploy(class, &bytes, version, label)?;
+        // A class served again may have alarms that waited for it.
+        self.inner.alarm_wake.notify_one();
+        Ok(deployed)
     }
 
     /// Makes a kept version of `class` current again: `to`, or the newest one before the

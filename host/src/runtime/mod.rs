@@ -77,6 +77,8 @@ pub struct Metrics {
     /// Time a guest spent on an event, by kind (seconds).
     pub event_latency: [crate::metrics::Histogram; EventKind::COUNT],
     pub alarms_fired: AtomicU64,
+    /// Alarms dropped after their last retry failed.
+    pub alarms_dropped: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -91,6 +93,7 @@ impl Default for Metrics {
             events_failed: Default::default(),
             event_latency: std::array::from_fn(|_| Histogram::new(LATENCY_BUCKETS)),
             alarms_fired: AtomicU64::new(0),
+            alarms_dropped: AtomicU64::new(0),
         }
     }
 }
