@@ -1112,3 +1112,70 @@ async fn the_providers_token_usage_shows_in_the_metrics() {
     assert_eq!(value("lodge_ai_tokens_total{kind=\"prompt\"} "), 20);
     assert!(value("lodge_ai_tokens_total{kind=\"completion\"} ") > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_room_sends_a_bounded_presence_instead_of_the_whole_list_on_every_join() {
+    let host = chat()
+        .setting("chat", "presence_list_max", "5")
+        .start()
+        .await
+        .unwrap();
+    let mut watcher = join(&host, "big", "watcher").await;
+    let mut crowd = Vec::new();
+    for batch in 0..15 {
+        let names: Vec<String> = (0..10).map(|i| format!("user{batch:02}{i}")).collect();
+        let joins = names.iter().map(|name| join(&host, "big", name));
+        crowd.extend(futures_util::future::join_all(joins).await);
+    }
+    // Every joiner got at most the first 5 names.
+    assert!(crowd.iter().all(|j| j.users.len() <= 5));
+    // Everything the watcher got during 150 joins, up to a message that marks the end.
+    say(&mut crowd[0].ws, "end").await;
+    let frames = until_message(&mut watcher.ws).await;
+    let joins = frames.iter().filter(|f| f["type"] == "user_joined").count();
+    // A notice and the whole list per join while the room is small (5 people), then a
+    // count when it moved by 5 %: every join used to send both, each presence listing
+    // everyone (300 frames here, and O(n^2) bytes).
+    assert_eq!(joins, 4, "join notices only while the room is small");
+    assert!(frames.len() < 100, "{} frames for 150 joins", frames.len());
+    let newest = frames
+        .iter()
+        .rev()
+        .find(|f| f["type"] == "presence")
+        .unwrap();
+    assert!(names(newest).len() <= 5, "{newest}");
+    let count = newest["count"].as_u64().unwrap();
+    assert!((143..=151).contains(&count), "{newest}");
+    // Leaving is announced the same way; a joiner always gets the exact count.
+    for joined in crowd.drain(..100) {
+        joined.ws.close(1000).await.unwrap();
+    }
+    let mut late = Ws::connect(&host.ws_url("/chat/big/ws?name=late"))
+        .await
+        .unwrap();
+    next(&mut late, "history").await;
+    let presence = next(&mut late, "presence").await;
+    assert_eq!(presence["count"], 52, "{presence}");
+    assert_eq!(names(&presence).len(), 5);
+    say(&mut late, "end").await;
+    let frames = until_message(&mut watcher.ws).await;
+    let newest = frames
+        .iter()
+        .rev()
+        .find(|f| f["type"] == "presence")
+        .unwrap();
+    let count = newest["count"].as_u64().unwrap();
+    assert!((49..=55).contains(&count), "{newest}");
+}
+
+/// The frames `ws` receives before the next chat message.
+async fn until_message(ws: &mut Ws) -> Vec<Value> {
+    let mut frames = Vec::new();
+    loop {
+        let frame = ws.recv_json().await.unwrap();
+        if frame["type"] == "message" {
+            return frames;
+        }
+        frames.push(frame);
+    }
+}

@@ -22,6 +22,10 @@ pub struct ClassConfig {
     pub max_text_len: usize,
     /// `max_name_len`: longest user name, in characters (default 32).
     pub max_name_len: usize,
+    /// `presence_list_max`: rooms with more people than this get presence as a count
+    /// (announced as it changes by 5 %) and a list of at most this many names, instead of
+    /// join/leave notices and the whole list to everyone on every join (default 100).
+    pub presence_list_max: usize,
     /// `ai_context_messages`: at most this many recent entries go to the AI (default 20).
     pub ai_context_messages: u32,
     /// `ai_context_chars`: and at most this many characters of them (default 8000).
@@ -58,6 +62,7 @@ impl ClassConfig {
         ClassConfig {
             max_text_len: num(&lookup, "max_text_len").unwrap_or(2000usize).max(1),
             max_name_len: num(&lookup, "max_name_len").unwrap_or(32usize).max(1),
+            presence_list_max: num(&lookup, "presence_list_max").unwrap_or(100usize).max(1),
             ai_context_messages: num(&lookup, "ai_context_messages")
                 .unwrap_or(20u32)
                 .clamp(1, MAX_CONTEXT_MESSAGES),

@@ -21,6 +21,7 @@
 pub mod config;
 pub mod context;
 pub mod page;
+pub mod presence;
 pub mod protocol;
 
 use lodge_sdk::ai::{self, AiError, ChatMessage, CompletionRequest};
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use config::{ClassConfig, ROOM_SETTINGS_KEY, RoomSettings, render_system_prompt};
 use context::build_context;
+use presence::{Announce, Presence};
 use protocol::{
     Attachment, ClientFrame, ENTRY_PREFIX, Entry, HEARTBEAT, JOIN_HISTORY, PONG, ROLE_ASSISTANT,
     ROLE_USER,
@@ -64,6 +66,8 @@ struct Chat {
     /// the host replaces it after a trap or a failed commit, so the copy never goes stale.
     /// Saves a storage read per message.
     last_id: Option<u64>,
+    /// Who is here, once the first join or leave since the activation needed it.
+    presence: Option<Presence>,
 }
 
 /// Gives up on the event when storage itself is down (the host then rolls back its writes
@@ -290,6 +294,7 @@ impl Object for Chat {
             class,
             room,
             last_id: None,
+            presence: None,
         }
     }
 
@@ -354,15 +359,27 @@ impl Object for Chat {
             Err(e) => return Connect::reject(Response::error(400, e)),
         };
         let now = lodge_sdk::now_ms();
-        let mut users = names_except(socket);
-        users.push(name.clone());
-        let users = protocol::presence_names(users);
-        let presence = protocol::presence_frame(&users);
-        // To the joiner: history, then presence. To the others: who joined, then presence.
+        let max = self.class.presence_list_max;
+        // The connecting socket has no attachment yet: it is not among the names read.
+        let presence = self
+            .presence
+            .get_or_insert_with(|| Presence::from_names(names_except(socket)));
+        presence.join(&name);
+        let frame = protocol::presence_frame(&presence.users(max), presence.count());
+        // To the joiner: history, then presence. To the others: who joined, then presence
+        // (in a large room, only the count, when it moved).
         let _ = socket.send_text(&protocol::history_frame(&history(JOIN_HISTORY)));
-        let _ = socket.send_text(&presence);
-        sockets::broadcast_text(&protocol::user_frame(true, &name, now), &[socket]);
-        sockets::broadcast_text(&presence, &[socket]);
+        let _ = socket.send_text(&frame);
+        match presence.announce(max) {
+            Announce::Everyone => {
+                sockets::broadcast_text(&protocol::user_frame(true, &name, now), &[socket]);
+                sockets::broadcast_text(&frame, &[socket]);
+            }
+            Announce::Count => {
+                sockets::broadcast_text(&frame, &[socket]);
+            }
+            Announce::Nothing => {}
+        }
         Connect::accept().attachment(&Attachment { name })
     }
 
@@ -381,9 +398,26 @@ impl Object for Chat {
         let Some(Attachment { name }) = socket.attachment::<Attachment>() else {
             return;
         };
-        let users = protocol::presence_names(names_except(socket));
-        broadcast(&protocol::user_frame(false, &name, lodge_sdk::now_ms()));
-        broadcast(&protocol::presence_frame(&users));
+        let max = self.class.presence_list_max;
+        let presence = match &mut self.presence {
+            Some(presence) => {
+                presence.leave(&name);
+                presence
+            }
+            // Rebuilt without the socket that is closing.
+            None => self
+                .presence
+                .insert(Presence::from_names(names_except(socket))),
+        };
+        let frame = protocol::presence_frame(&presence.users(max), presence.count());
+        match presence.announce(max) {
+            Announce::Everyone => {
+                broadcast(&protocol::user_frame(false, &name, lodge_sdk::now_ms()));
+                broadcast(&frame);
+            }
+            Announce::Count => broadcast(&frame),
+            Announce::Nothing => {}
+        }
     }
 
     fn on_ai_event(&mut self, stream: ai::StreamId, event: AiEvent) {

@@ -189,13 +189,6 @@ pub struct Attachment {
     pub name: String,
 }
 
-/// The names for a `presence` frame: sorted, each name once.
-pub fn presence_names(mut names: Vec<String>) -> Vec<String> {
-    names.sort();
-    names.dedup();
-    names
-}
-
 // ---- frames the room sends -------------------------------------------------------
 
 /// `{"type":KIND, ENTRY..., "response_id"?}`: typed, so a broadcast costs one pass of the
@@ -246,9 +239,10 @@ pub fn history_frame(entries: &[Entry]) -> String {
     json!({ "type": "history", "data": entries }).to_string()
 }
 
-/// `{"type":"presence","users":[...]}`.
-pub fn presence_frame(users: &[String]) -> String {
-    json!({ "type": "presence", "users": users }).to_string()
+/// `{"type":"presence","users":[...],"count":N}`: `count` people are here, of whom `users`
+/// lists the first (all of them unless the room is large).
+pub fn presence_frame(users: &[String], count: usize) -> String {
+    json!({ "type": "presence", "users": users, "count": count }).to_string()
 }
 
 /// `{"type":"user_joined"|"user_left","name":...,"timestamp":...}`.
@@ -436,12 +430,6 @@ mod tests {
     }
 
     #[test]
-    fn presence_is_sorted_and_unique() {
-        let names = vec!["bob".into(), "alice".into(), "bob".into()];
-        assert_eq!(presence_names(names), vec!["alice", "bob"]);
-    }
-
-    #[test]
     fn frames_match_the_protocol() {
         let v = |s: String| serde_json::from_str::<Value>(&s).unwrap();
         assert_eq!(
@@ -457,8 +445,8 @@ mod tests {
             json!({"type":"history","data":[{"id":1,"name":"alice","role":"user","text":"hi","ts":5}]})
         );
         assert_eq!(
-            v(presence_frame(&["a".into()])),
-            json!({"type":"presence","users":["a"]})
+            v(presence_frame(&["a".into()], 1)),
+            json!({"type":"presence","users":["a"],"count":1})
         );
         assert_eq!(
             v(user_frame(true, "a", 1)),

@@ -109,9 +109,14 @@ pub async fn run(
                     Some(Err(e)) => {
                         let (code, reason) = error_close(&e);
                         if let Some(code) = code {
-                            // The client broke a rule: its page can say why only if it
-                            // reads the close code; the operator sees it here.
-                            tracing::info!(code, error = %e, "closing a client socket: {reason}");
+                            // A client that broke a size or encoding rule: its page can say
+                            // why only if it reads the close code; the operator sees it here.
+                            // (Resets and protocol noise stay at debug.)
+                            if code == 1009 || code == 1007 {
+                                tracing::info!(code, error = %e, "closing a client socket: {reason}");
+                            } else {
+                                tracing::debug!(code, error = %e, "closing a client socket: {reason}");
+                            }
                             close.get_or_insert((code, reason.to_string()));
                             let _ = tokio::time::timeout(
                                 CLOSE_TIMEOUT,
