@@ -61,8 +61,89 @@ pub enum StreamEvent {
     Delta(String),
     /// The reply is complete: the full text (all deltas joined).
     Done(String),
-    /// The stream failed: a message a person can act on. Holds no secret.
-    Error(String),
+    /// The stream failed.
+    Error(Failure),
+}
+
+/// Why a stream failed: a kind, for what end users are told, and a message for the
+/// operator, which says what to change (it may name the provider's address and the host's
+/// config keys, so it belongs in the log) and holds no secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+/// What kind of failure, in terms an end user can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// No connection (refused, DNS, TLS).
+    Unreachable,
+    /// The provider refused the host's key (401, 403).
+    Credentials,
+    /// The provider does not know the model or the address (404, redirects).
+    Configuration,
+    /// 429.
+    RateLimited,
+    /// The provider failed (5xx, an error mid-stream, an HTML page).
+    ProviderError,
+    /// No first token, or a pause, longer than the host allows.
+    Timeout,
+    /// The reply passed the host's size limit.
+    TooLong,
+    /// The stream broke off or could not be read.
+    Broken,
+}
+
+impl Failure {
+    pub fn new(kind: FailureKind, message: String) -> Failure {
+        Failure { kind, message }
+    }
+}
+
+impl From<String> for Failure {
+    /// A stream that broke off or could not be read.
+    fn from(message: String) -> Failure {
+        Failure::new(FailureKind::Broken, message)
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl FailureKind {
+    /// The kind of an HTTP error status.
+    pub fn from_status(status: reqwest::StatusCode) -> FailureKind {
+        match status.as_u16() {
+            401 | 403 => FailureKind::Credentials,
+            404 | 300..=399 => FailureKind::Configuration,
+            429 => FailureKind::RateLimited,
+            _ => FailureKind::ProviderError,
+        }
+    }
+
+    /// What an end user is told: what happened and what they can do, nothing about the
+    /// host's configuration.
+    pub fn public_text(self) -> &'static str {
+        match self {
+            FailureKind::Unreachable => {
+                "the AI service cannot be reached right now: try again later"
+            }
+            FailureKind::Credentials | FailureKind::Configuration => {
+                "the AI service is not set up correctly on this server: tell its operator"
+            }
+            FailureKind::RateLimited => "the AI service is busy: try again in a moment",
+            FailureKind::ProviderError => "the AI service failed while answering: try again",
+            FailureKind::Timeout => "the AI service took too long to answer: try again",
+            FailureKind::TooLong => {
+                "the reply grew too long and was stopped: ask for something shorter"
+            }
+            FailureKind::Broken => "the AI reply broke off: try again",
+        }
+    }
 }
 
 /// Why a stream could not be started (mirrors `ai-error` in `wit/ai.wit`).
@@ -319,9 +400,10 @@ impl Completion {
                 );
                 Some(StreamEvent::Done(text))
             }
-            Outcome::Failed(message) => {
-                tracing::warn!(elapsed_ms, deltas, "AI stream failed: {message}");
-                Some(StreamEvent::Error(message))
+            Outcome::Failed(failure) => {
+                // The runtime logs it for the operator, with the reference users are given.
+                tracing::debug!(elapsed_ms, deltas, kind = ?failure.kind, "AI stream failed: {failure}");
+                Some(StreamEvent::Error(failure))
             }
             Outcome::Abandoned => {
                 tracing::debug!(elapsed_ms, deltas, "AI stream stopped: nobody listens");

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use super::sse::{SseError, SseEvent, SseParser};
-use super::{ChatMessage, CompletionRequest, Deltas};
+use super::{ChatMessage, CompletionRequest, Deltas, Failure, FailureKind};
 
 /// The longest reply kept for the final `Done` event; a longer one is ended with an error.
 pub(crate) const MAX_REPLY_BYTES: usize = 4 * 1024 * 1024;
@@ -155,8 +155,8 @@ pub(crate) struct Usage {
 pub(crate) enum Outcome {
     /// The reply is complete.
     Done { text: String, usage: Option<Usage> },
-    /// The stream failed; the message is for a person and holds no secret.
-    Failed(String),
+    /// The stream failed; the message is for the operator and holds no secret.
+    Failed(Failure),
     /// The delta callback returned false: nobody listens any more.
     Abandoned,
 }
@@ -216,7 +216,10 @@ pub(crate) async fn stream_completion(
 ) -> Outcome {
     match run(client, provider, request, on_delta).await {
         Ok(outcome) => outcome,
-        Err(message) => Outcome::Failed(provider.redact(message)),
+        Err(failure) => Outcome::Failed(Failure {
+            message: provider.redact(failure.message),
+            ..failure
+        }),
     }
 }
 
@@ -247,7 +250,7 @@ async fn run(
     provider: &Provider,
     request: &CompletionRequest,
     on_delta: &mut impl Deltas,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, Failure> {
     let model = provider.model_for(request);
     let body = request_body(model, request);
     let first_deadline = provider.first_token_timeout.map(|t| Instant::now() + t);
@@ -261,8 +264,18 @@ async fn run(
         builder = builder.bearer_auth(key);
     }
     let mut response = match until(first_deadline, builder.send()).await {
-        None => return Err(timed_out(Wait::FirstToken)),
-        Some(Err(e)) => return Err(send_error_message(provider, &e)),
+        None => {
+            return Err(Failure::new(
+                FailureKind::Timeout,
+                timed_out(Wait::FirstToken),
+            ));
+        }
+        Some(Err(e)) => {
+            return Err(Failure::new(
+                FailureKind::Unreachable,
+                send_error_message(provider, &e),
+            ));
+        }
         Some(Ok(response)) => response,
     };
 
@@ -272,13 +285,16 @@ async fn run(
         let location = header_str(&response, LOCATION);
         let deadline = Instant::now() + ERROR_BODY_TIMEOUT;
         let body = read_limited(&mut response, deadline, MAX_ERROR_BODY_BYTES).await;
-        return Err(status_message(
-            provider,
-            model,
-            status,
-            &body,
-            retry_after.as_deref(),
-            location.as_deref(),
+        return Err(Failure::new(
+            FailureKind::from_status(status),
+            status_message(
+                provider,
+                model,
+                status,
+                &body,
+                retry_after.as_deref(),
+                location.as_deref(),
+            ),
         ));
     }
 
@@ -286,10 +302,13 @@ async fn run(
         .unwrap_or_default()
         .to_ascii_lowercase();
     if content_type.starts_with("text/html") {
-        return Err(format!(
-            "the AI provider at {} answered with an HTML page instead of an event stream: check \
+        return Err(Failure::new(
+            FailureKind::ProviderError,
+            format!(
+                "the AI provider at {} answered with an HTML page instead of an event stream: check \
              `[ai] base_url` (it is the API's base, usually ending in /v1)",
-            provider.shown_base
+                provider.shown_base
+            ),
         ));
     }
     if content_type.starts_with("application/json") {
@@ -309,13 +328,13 @@ async fn run(
             (first_deadline, Wait::FirstToken)
         };
         let events = match until(deadline, response.chunk()).await {
-            None => return Err(timed_out(wait)),
+            None => return Err(Failure::new(FailureKind::Timeout, timed_out(wait))),
             Some(Err(e)) => {
-                return Err(format!(
+                return Err(Failure::from(format!(
                     "the AI provider closed the stream midway ({}), after {} bytes of reply",
                     root_cause(&e),
                     text.len()
-                ));
+                )));
             }
             Some(Ok(Some(bytes))) => parser.feed(&bytes).map_err(|e| match e {
                 SseError::EventTooLarge { limit } => format!(
@@ -343,11 +362,11 @@ async fn run(
                 if finished {
                     return Ok(Outcome::Done { text, usage });
                 }
-                return Err(format!(
+                return Err(Failure::from(format!(
                     "the AI provider closed the stream midway (it ended without [DONE]), after \
                      {} bytes of reply",
                     text.len()
-                ));
+                )));
             }
         };
         for event in &events {
@@ -396,7 +415,7 @@ fn handle_event(
     event: &SseEvent,
     text: &mut String,
     usage: &mut Option<Usage>,
-) -> Result<Step, String> {
+) -> Result<Step, Failure> {
     let data = event.data.trim();
     if data.is_empty() {
         return Ok(Step::Continue {
@@ -414,11 +433,19 @@ fn handle_event(
             .ok()
             .and_then(|v| provider_message_in(&v))
             .unwrap_or_else(|| quote(data));
-        return Err(format!(
-            "the AI provider reported an error mid-stream: {message}"
+        return Err(Failure::new(
+            FailureKind::ProviderError,
+            format!("the AI provider reported an error mid-stream: {message}"),
         ));
     }
-    let chunk = parse_chunk(data)?;
+    let chunk = parse_chunk(data).map_err(|message| {
+        // An error object in the stream is the provider's failure, not a broken stream.
+        if message.starts_with("the AI provider reported an error") {
+            Failure::new(FailureKind::ProviderError, message)
+        } else {
+            Failure::from(message)
+        }
+    })?;
     if let Some(u) = chunk.usage {
         *usage = Some(u);
     }
@@ -427,9 +454,12 @@ fn handle_event(
     if let Some(content) = &delta {
         token = true;
         if text.len() + content.len() > MAX_REPLY_BYTES {
-            return Err(format!(
-                "the reply passed {} MiB and was stopped: ask for fewer tokens (max-tokens)",
-                MAX_REPLY_BYTES / (1024 * 1024)
+            return Err(Failure::new(
+                FailureKind::TooLong,
+                format!(
+                    "the reply passed {} MiB and was stopped: ask for fewer tokens (max-tokens)",
+                    MAX_REPLY_BYTES / (1024 * 1024)
+                ),
             ));
         }
         text.push_str(content);
@@ -526,25 +556,33 @@ async fn whole_json_reply(
     on_delta: &mut impl Deltas,
     provider: &Provider,
     model: &str,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, Failure> {
     let deadline = first_deadline.unwrap_or_else(|| Instant::now() + ERROR_BODY_TIMEOUT);
     let mut body = Vec::new();
     loop {
         match tokio::time::timeout_at(deadline, response.chunk()).await {
-            Err(_) => return Err(timeout_message(provider, model, Wait::FirstToken)),
+            Err(_) => {
+                return Err(Failure::new(
+                    FailureKind::Timeout,
+                    timeout_message(provider, model, Wait::FirstToken),
+                ));
+            }
             Ok(Err(e)) => {
-                return Err(format!(
+                return Err(Failure::from(format!(
                     "the AI provider closed the connection midway ({})",
                     root_cause(&e)
-                ));
+                )));
             }
             Ok(Ok(None)) => break,
             Ok(Ok(Some(bytes))) => {
                 if body.len() + bytes.len() > MAX_REPLY_BYTES + MAX_ERROR_BODY_BYTES {
-                    return Err(format!(
-                        "the reply passed {} MiB and was stopped: ask for fewer tokens \
+                    return Err(Failure::new(
+                        FailureKind::TooLong,
+                        format!(
+                            "the reply passed {} MiB and was stopped: ask for fewer tokens \
                          (max-tokens)",
-                        MAX_REPLY_BYTES / (1024 * 1024)
+                            MAX_REPLY_BYTES / (1024 * 1024)
+                        ),
                     ));
                 }
                 body.extend_from_slice(&bytes);
@@ -559,7 +597,10 @@ async fn whole_json_reply(
         .filter(|e| !e.is_null())
         .map(|e| message_of(e).unwrap_or_else(|| quote(&e.to_string())))
     {
-        return Err(format!("the AI provider reported an error: {message}"));
+        return Err(Failure::new(
+            FailureKind::ProviderError,
+            format!("the AI provider reported an error: {message}"),
+        ));
     }
     let choice = value
         .get("choices")
@@ -570,11 +611,11 @@ async fn whole_json_reply(
         .and_then(|m| m.get("content"))
         .and_then(Value::as_str)
     else {
-        return Err(
+        return Err(Failure::from(
             "the AI provider answered with JSON that is neither an event stream nor a chat \
              completion: is `[ai] base_url` an OpenAI-compatible API?"
                 .to_owned(),
-        );
+        ));
     };
     let text = text.to_owned();
     if !text.is_empty() && !on_delta.deliver(text.clone()).await {

@@ -70,7 +70,8 @@ async fn run(service: &AiService, request: CompletionRequest) -> (Vec<String>, S
 /// Runs one stream that must fail; returns its message and the deltas before it.
 async fn run_error(service: &AiService, request: CompletionRequest) -> (Vec<String>, String) {
     match run(service, request).await {
-        (deltas, StreamEvent::Error(message)) => {
+        (deltas, StreamEvent::Error(failure)) => {
+            let message = failure.message;
             assert!(!message.contains(KEY), "the key leaked: {message}");
             (deltas, message)
         }
@@ -556,4 +557,50 @@ fn the_key_comes_from_the_named_variable() {
     let service = AiService::new(config);
     assert!(service.is_configured());
     assert!(!format!("{service:?}").contains("sk-"));
+}
+
+/// The kind of failure a directive of the fake provider ends in.
+async fn kind_of(service: &AiService, text: &str) -> FailureKind {
+    match run(service, user(text)).await {
+        (_, StreamEvent::Error(failure)) => failure.kind,
+        other => panic!("{text}: expected an error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn failures_have_a_kind_end_users_can_be_told() {
+    let fake = FakeAi::start().await;
+    let quick = AiService::with_key(
+        AiConfig {
+            first_token_timeout_ms: 300,
+            ..config(&fake.base_url())
+        },
+        Some(KEY.into()),
+    );
+    fake.require_key(Some("sk-the-right-one".into()));
+    assert_eq!(kind_of(&quick, "hi").await, FailureKind::Credentials);
+    fake.require_key(None);
+    for (directive, kind) in [
+        ("[[429]]", FailureKind::RateLimited),
+        ("[[500]]", FailureKind::ProviderError),
+        ("[[404]]", FailureKind::Configuration),
+        ("[[stall]]", FailureKind::Timeout),
+        ("[[drop]]", FailureKind::Broken),
+        ("[[malformed]]", FailureKind::Broken),
+        ("[[error-chunk]]", FailureKind::ProviderError),
+        ("[[html]]", FailureKind::ProviderError),
+    ] {
+        assert_eq!(kind_of(&quick, directive).await, kind, "{directive}");
+    }
+    let closed = AiService::with_key(config(&closed_port_url()), None);
+    assert_eq!(kind_of(&closed, "hi").await, FailureKind::Unreachable);
+    // What users are told names no address and no config key.
+    for kind in [
+        FailureKind::Unreachable,
+        FailureKind::Credentials,
+        FailureKind::Timeout,
+    ] {
+        let text = kind.public_text();
+        assert!(!text.contains("http") && !text.contains('['), "{text}");
+    }
 }

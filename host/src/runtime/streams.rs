@@ -87,7 +87,9 @@ impl AiStreams {
                 let last = match started {
                     Err(e) => {
                         tracing::warn!(error = %e, "AI stream refused");
-                        Some(StreamEvent::Error(e.to_string()))
+                        // The guest may show it: refusals name limits, not addresses.
+                        sink.send_error(e.to_string()).await;
+                        return;
                     }
                     Ok((completion, slot)) => {
                         let last = completion.run(&mut sink).await;
@@ -97,8 +99,23 @@ impl AiStreams {
                         last
                     }
                 };
-                if let Some(last) = last {
-                    sink.send(last).await;
+                match last {
+                    Some(StreamEvent::Error(failure)) => {
+                        // End users get what happened and a reference; the operator gets the
+                        // provider's details under the same reference.
+                        let reference = format!("{:08x}", rand::random::<u32>());
+                        tracing::warn!(
+                            reference = %reference,
+                            kind = ?failure.kind,
+                            "AI stream failed: {failure}"
+                        );
+                        let text = format!("{} (ref {reference})", failure.kind.public_text());
+                        sink.send_error(text).await;
+                    }
+                    Some(last) => {
+                        sink.send(last).await;
+                    }
+                    None => {}
                 }
             }
             .instrument(span),
@@ -114,12 +131,21 @@ struct Mailbox {
 }
 
 impl Mailbox {
+    /// Ends the stream with an error the guest may show to its users.
+    async fn send_error(&self, text: String) -> bool {
+        self.deliver_event(AiEvent::Error(text)).await
+    }
+
     async fn send(&self, event: StreamEvent) -> bool {
         let event = match event {
             StreamEvent::Delta(d) => AiEvent::Delta(d),
             StreamEvent::Done(text) => AiEvent::Done(text),
-            StreamEvent::Error(e) => AiEvent::Error(e),
+            StreamEvent::Error(failure) => AiEvent::Error(failure.kind.public_text().into()),
         };
+        self.deliver_event(event).await
+    }
+
+    async fn deliver_event(&self, event: AiEvent) -> bool {
         let event = Event::Ai {
             stream: self.stream,
             event,
