@@ -92,6 +92,44 @@ pub enum NameError {
     DotSegment,
     #[error("the name is not valid UTF-8 after percent-decoding")]
     NotUtf8,
+    #[error("the name contains an invisible or direction-changing character (U+{0:04X})")]
+    Invisible(u32),
+    #[error(
+        "the name contains a fullwidth or halfwidth form (U+{0:04X}): write it with ordinary characters"
+    )]
+    Fullwidth(u32),
+    #[error("the name is not in Unicode normal form C (routes normalize names to it)")]
+    NotNfc,
+}
+
+/// Characters that show nothing or change the direction of what follows: two names
+/// differing only by them would look the same (Unicode format characters, `Cf`).
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206F}'
+        | '\u{FEFF}'
+        | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{E0001}' | '\u{E0020}'..='\u{E007F}')
+}
+
+/// Fullwidth and halfwidth forms: lookalikes of ordinary letters, digits and punctuation.
+fn is_fullwidth(c: char) -> bool {
+    ('\u{FF00}'..='\u{FFEF}').contains(&c)
+}
+
+/// A decoded name in Unicode normal form C, so that both spellings of `é` (one character,
+/// or `e` and a combining accent) name the same object.
+pub fn normalize_name(name: &str) -> std::borrow::Cow<'_, str> {
+    use unicode_normalization::UnicodeNormalization;
+    if unicode_normalization::is_nfc(name) {
+        std::borrow::Cow::Borrowed(name)
+    } else {
+        std::borrow::Cow::Owned(name.nfc().collect())
+    }
 }
 
 /// Checks an object name (already percent-decoded).
@@ -104,6 +142,15 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
     }
     if name.chars().any(char::is_control) {
         return Err(NameError::ControlCharacter);
+    }
+    if let Some(c) = name.chars().find(|&c| is_invisible(c)) {
+        return Err(NameError::Invisible(c as u32));
+    }
+    if let Some(c) = name.chars().find(|&c| is_fullwidth(c)) {
+        return Err(NameError::Fullwidth(c as u32));
+    }
+    if !unicode_normalization::is_nfc(name) {
+        return Err(NameError::NotNfc);
     }
     if name.contains('/') || name.contains('\\') {
         return Err(NameError::Slash);

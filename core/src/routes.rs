@@ -2,7 +2,7 @@
 //! percent-decoded and validated (so `%2F` or `..` cannot smuggle a path into a name);
 //! the rest of the path is handed to the guest as it came.
 
-use crate::object::{NameError, validate_name};
+use crate::object::{NameError, normalize_name, validate_name};
 
 /// A parsed object route.
 #[derive(Debug, PartialEq, Eq)]
@@ -41,12 +41,9 @@ pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {
     let decoded = percent_encoding::percent_decode_str(raw_name)
         .decode_utf8()
         .map_err(|_| RouteError::BadName(NameError::NotUtf8))?;
-    validate_name(&decoded).map_err(RouteError::BadName)?;
-    Ok(Route {
-        class,
-        name: decoded.into_owned(),
-        rest,
-    })
+    let name = normalize_name(&decoded).into_owned();
+    validate_name(&name).map_err(RouteError::BadName)?;
+    Ok(Route { class, name, rest })
 }
 
 #[cfg(test)]
@@ -67,6 +64,31 @@ mod tests {
         assert_eq!(parse("/"), Err(RouteError::Root));
         assert_eq!(parse("/chat"), Err(RouteError::NoName("chat".into())));
         assert_eq!(parse("/chat/"), Err(RouteError::NoName("chat".into())));
+    }
+
+    #[test]
+    fn both_spellings_of_a_name_route_to_one_object_and_lookalikes_are_refused() {
+        // "café" with é as one character, and as e + a combining acute accent.
+        let nfc = parse("/chat/caf%C3%A9").unwrap();
+        let nfd = parse("/chat/cafe%CC%81").unwrap();
+        assert_eq!(nfc.name, "caf\u{e9}");
+        assert_eq!(nfd.name, nfc.name);
+        // Zero-width space, right-to-left override, fullwidth "a".
+        for (path, code) in [
+            ("/chat/ab%E2%80%8Bc", 0x200B),
+            ("/chat/%E2%80%AEevil", 0x202E),
+        ] {
+            assert_eq!(
+                parse(path),
+                Err(RouteError::BadName(NameError::Invisible(code))),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            parse("/chat/%EF%BD%81dmin"),
+            Err(RouteError::BadName(NameError::Fullwidth(0xFF41)))
+        );
+        assert_eq!(validate_name("cafe\u{301}"), Err(NameError::NotNfc));
     }
 
     #[test]

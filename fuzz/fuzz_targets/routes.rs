@@ -1,11 +1,13 @@
 //! Routing and object names: `server::routes::parse` and `object::validate_name` never
 //! panic, whatever they route is a valid object, and every valid name can be addressed
-//! (percent-encoded in a path, it routes back to itself).
+//! (percent-encoded in a path, it routes back to itself); names are in Unicode NFC, so two
+//! spellings of one name route to one object, and invisible or fullwidth lookalikes are
+//! refused.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lodge_core::object::{MAX_NAME_BYTES, ObjectRef, validate_name};
+use lodge_core::object::{MAX_NAME_BYTES, ObjectRef, normalize_name, validate_name};
 use lodge_core::routes::{RouteError, parse};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -20,6 +22,12 @@ fuzz_target!(|data: &[u8]| {
         assert!(!text.chars().any(char::is_control), "{text:?}");
         assert!(!text.contains('/') && !text.contains('\\'), "{text:?}");
         assert!(!text.contains(".."), "{text:?}");
+        // A valid name is its own normal form, and shows no invisible or fullwidth lookalike.
+        assert_eq!(normalize_name(text), text, "{text:?}");
+        assert!(
+            !text.chars().any(|c| matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}' | '\u{FF00}'..='\u{FFEF}')),
+            "{text:?}"
+        );
         let encoded = utf8_percent_encode(text, NON_ALPHANUMERIC).to_string();
         let path = format!("/c/{encoded}/rest/of");
         let route = parse(&path).unwrap_or_else(|e| panic!("{path:?}: {e:?}"));
@@ -41,6 +49,10 @@ fuzz_target!(|data: &[u8]| {
     match parse(text) {
         Ok(route) => {
             assert!(validate_name(&route.name).is_ok(), "{route:?}");
+            // Normalising the input first routes to the same object.
+            if let Ok(again) = parse(&normalize_name(text)) {
+                assert_eq!(again.name, route.name, "{text:?}");
+            }
             assert!(ObjectRef::new(route.class, &route.name).is_ok());
             assert!(!route.class.contains('/'), "{route:?}");
             assert!(route.rest.starts_with('/'), "{route:?}");

@@ -336,6 +336,8 @@ fn object_ref(
                 "invalid object name: it is not UTF-8 once percent-decoded",
             )
         })?;
+    // The same normal form as the public routes, so both address the same object.
+    let name = crate::object::normalize_name(&name);
     crate::object::ObjectRef::new(class, &name)
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid object name: {e}")))
 }
