@@ -219,11 +219,12 @@ async function main() {
       history,
     );
 
-    // A reload restores the view from the history frame (the name comes from localStorage).
+    // A reload rejoins at once with the remembered name (no join screen) and restores the
+    // view from the history frame.
     await alice.page.reload();
-    check((await alice.page.locator('#name-input').inputValue()) === 'alice', 'alice: the name is remembered');
-    await alice.page.click('#join-button');
     await alice.page.locator('#status[data-state="connected"]').waitFor({ timeout: TIMEOUT });
+    check(await alice.page.locator('#join').isHidden(), 'alice: a reload rejoins without asking again');
+    check((await alice.page.textContent('#my-name')) === 'alice', 'alice: the name is remembered');
     await alice.page.locator('#messages > .message[data-id="5"]').waitFor({ timeout: TIMEOUT });
     check(
       JSON.stringify(await shownEntries(alice.page)) === JSON.stringify(aliceView),
@@ -239,6 +240,10 @@ async function main() {
     // bob leaves: alice sees it.
     await bob.page.click('#leave-button');
     await bob.page.locator('#join').waitFor({ state: 'visible', timeout: TIMEOUT });
+    // Having left, a reload asks again (with the name filled in).
+    await bob.page.reload();
+    await bob.page.locator('#join').waitFor({ state: 'visible', timeout: TIMEOUT });
+    check((await bob.page.locator('#name-input').inputValue()) === 'bob', 'bob: after leaving, a reload asks again, name filled in');
     await waitForPresence(alice.page, ['alice']);
     await alice.page.locator('#messages .notice.leave', { hasText: 'bob' }).waitFor({ timeout: TIMEOUT });
     check(true, 'alice: bob left (presence and notice)');
