@@ -313,6 +313,44 @@ async fn the_lobby_pairs_waiting_players_into_one_room() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lobby_never_pairs_two_tabs_of_one_browser() {
+    let host = game_host().start().await.unwrap();
+    let lobby = |q: &str| host.ws_url(&format!("/game/lobby/ws{q}"));
+    let mut first = Ws::connect(&lobby("?name=ann&client=browserA"))
+        .await
+        .unwrap();
+    first.recv_type("queued").await.unwrap();
+    let mut second = Ws::connect(&lobby("?name=ann&client=browserA"))
+        .await
+        .unwrap();
+    second.recv_type("queued").await.unwrap();
+    // Both tabs wait: the count says 2, and nobody was matched before it.
+    for ws in [&mut first, &mut second] {
+        loop {
+            let frame = ws.recv_json().await.unwrap();
+            assert_ne!(
+                frame["type"], "matched",
+                "two tabs of one browser were paired"
+            );
+            if frame["type"] == "lobby" && frame["waiting"] == 2 {
+                break;
+            }
+        }
+    }
+    // Someone else arrives: they play the tab that waited longest.
+    let mut bob = Ws::connect(&lobby("?name=bob&client=browserB"))
+        .await
+        .unwrap();
+    let b = bob.recv_type("matched").await.unwrap();
+    let a = first.recv_type("matched").await.unwrap();
+    assert_eq!(a["room"], b["room"]);
+    assert_eq!(a["opponent"], "bob");
+    // The second tab keeps waiting.
+    let count = second.recv_type("lobby").await.unwrap();
+    assert_eq!(count["waiting"], 1, "{count}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lobby_queue_survives_eviction_and_forgets_closed_sockets() {
     // One live object at most: touching a room evicts the lobby when the test says so.
     let host = game_host()

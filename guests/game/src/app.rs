@@ -190,6 +190,7 @@ fn lobby_waiters(h: &impl Host) -> Vec<Waiter> {
                 socket,
                 name: t.name,
                 seq: t.queued?,
+                client: t.client,
             })
         })
         .collect()
@@ -222,6 +223,7 @@ fn run_matchmaking(h: &impl Host, mut joining: Option<(u64, &mut Ticket)>) {
                 socket: *socket,
                 name: ticket.name.clone(),
                 seq,
+                client: ticket.client.clone(),
             });
         }
     }
@@ -236,6 +238,7 @@ fn run_matchmaking(h: &impl Host, mut joining: Option<(u64, &mut Ticket)>) {
             let ticket = Ticket {
                 name: me.name.clone(),
                 queued: None,
+                client: me.client.clone(),
             };
             match &mut joining {
                 Some((socket, t)) if *socket == me.socket => **t = ticket,
@@ -250,6 +253,7 @@ fn lobby_connect(h: &impl Host, socket: u64, req: &Request) -> Outcome {
     let mut ticket = Ticket {
         name: clean_name(&raw_name),
         queued: None,
+        client: lobby::clean_client(req.query_param("client").as_deref()),
     };
     // `/ws?name=NAME` waits at once; without a name (or with `watch=1`) the socket only
     // watches until it sends `play`.

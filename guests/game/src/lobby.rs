@@ -17,6 +17,21 @@ pub struct Ticket {
     /// being matched.
     #[serde(default)]
     pub queued: Option<u64>,
+    /// The browser the socket comes from (the page's `client=` id, shared by its tabs):
+    /// two sockets of one client are never paired with each other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+}
+
+/// A client id as the page sends it: 1-64 of `0-9 a-z A-Z - _`; anything else is ignored.
+pub fn clean_client(raw: Option<&str>) -> Option<String> {
+    raw.filter(|c| {
+        !c.is_empty()
+            && c.len() <= 64
+            && c.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+    .map(str::to_owned)
 }
 
 /// A socket waiting in line.
@@ -25,16 +40,28 @@ pub struct Waiter {
     pub socket: u64,
     pub name: String,
     pub seq: u64,
+    pub client: Option<String>,
 }
 
-/// Pairs the waiters first come, first served: the two who waited longest form the first
-/// pair, and so on. An odd one out keeps waiting (it is not returned).
+impl Waiter {
+    /// Whether the two may play each other: not two tabs of one browser.
+    fn may_play(&self, other: &Waiter) -> bool {
+        self.client.is_none() || other.client.is_none() || self.client != other.client
+    }
+}
+
+/// Pairs the waiters first come, first served: each, in order of arrival, plays the one who
+/// has waited longest among those it may play (not another tab of its own browser). Those
+/// left over keep waiting (they are not returned).
 pub fn pair(mut waiting: Vec<Waiter>) -> Vec<(Waiter, Waiter)> {
     waiting.sort_by_key(|w| (w.seq, w.socket));
     let mut pairs = Vec::new();
-    let mut it = waiting.into_iter();
-    while let (Some(a), Some(b)) = (it.next(), it.next()) {
-        pairs.push((a, b));
+    let mut unmatched: Vec<Waiter> = Vec::new();
+    for w in waiting {
+        match unmatched.iter().position(|u| u.may_play(&w)) {
+            Some(i) => pairs.push((unmatched.remove(i), w)),
+            None => unmatched.push(w),
+        }
     }
     pairs
 }
@@ -48,6 +75,7 @@ mod tests {
             socket,
             name: format!("p{socket}"),
             seq,
+            client: None,
         }
     }
 
@@ -65,6 +93,26 @@ mod tests {
         let pairs = pair(vec![w(1, 5), w(2, 6), w(3, 7)]);
         assert_eq!(pairs.len(), 1);
         assert_eq!((pairs[0].0.socket, pairs[0].1.socket), (1, 2));
+    }
+
+    #[test]
+    fn two_tabs_of_one_browser_are_never_paired() {
+        let from = |socket: u64, seq: u64, client: &str| Waiter {
+            client: Some(client.into()),
+            ..w(socket, seq)
+        };
+        // Two tabs of browser A wait: nobody is paired.
+        assert!(pair(vec![from(1, 1, "A"), from(2, 2, "A")]).is_empty());
+        // B arrives: it plays A's first tab; A's second tab keeps waiting.
+        let pairs = pair(vec![from(1, 1, "A"), from(2, 2, "A"), from(3, 3, "B")]);
+        let ids: Vec<(u64, u64)> = pairs.iter().map(|(a, b)| (a.socket, b.socket)).collect();
+        assert_eq!(ids, vec![(1, 3)]);
+        // A socket without a client id may play anyone.
+        let pairs = pair(vec![from(1, 1, "A"), w(2, 2)]);
+        assert_eq!(pairs.len(), 1);
+        assert_eq!(clean_client(Some("a1-B_")), Some("a1-B_".into()));
+        assert_eq!(clean_client(Some("no spaces")), None);
+        assert_eq!(clean_client(Some("")), None);
     }
 
     #[test]
