@@ -727,3 +727,46 @@ async fn only_the_newest_max_versions_are_kept() {
         "v3"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_editor_notices_a_dead_connection_within_seconds() {
+    let chromium = chromium_ready();
+    let host = doc_host().start().await.unwrap();
+    let mut node = Node::start(
+        "offline.mjs",
+        &[
+            "--url".into(),
+            format!("http://{}", host.addr),
+            "--chromium".into(),
+            chromium.display().to_string(),
+        ],
+    );
+    node.until("READY").await;
+    // Frozen, the host keeps the connection open but answers nothing: a dropped network
+    // as the page sees it.
+    let signal = |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .args([sig, &host.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    signal("-STOP");
+    node.send("frozen").await;
+    let detected = node.until("DETECTED").await;
+    signal("-CONT");
+    let ms: u64 = detected
+        .trim_start_matches("DETECTED ")
+        .trim()
+        .parse()
+        .unwrap();
+    // y-websocket alone waits 30 s (the page said "connected" for ~33 s); the probe gives up
+    // after 8 s of silence, checked every 3 s.
+    assert!(
+        ms < 20_000,
+        "the page said connected for {ms} ms after the host froze"
+    );
+    node.send("thawed").await;
+    node.until("RECONNECTED").await;
+    node.finish().await;
+}

@@ -22,6 +22,11 @@ use serde_json::json;
 use protocol::{Incoming, ProtocolError};
 use store::{DocError, Document};
 
+/// The text frame the editor page sends every few seconds to notice a dead connection, and
+/// the host's answer (an auto-response: the object is not woken).
+pub const PROBE: &str = "ping";
+pub const PROBE_ANSWER: &str = "pong";
+
 /// Close code: a message does not decode (bad varint, truncated, invalid update or state
 /// vector, awareness state that is not JSON).
 pub const CLOSE_MALFORMED: u16 = 4400;
@@ -359,6 +364,9 @@ fn internal(e: DocError) -> (u16, String) {
 
 impl Object for DocumentObject {
     fn activate() -> Self {
+        // The editor page's liveness probe, answered by the host without waking the
+        // document (so an idle document still hibernates).
+        sockets::set_auto_response(PROBE, PROBE_ANSWER);
         DocumentObject {
             settings: Settings::read(),
             doc: None,

@@ -112,6 +112,40 @@ function showStatus () {
     : state === 'connecting' ? 'connecting…' : 'offline: edits are kept and sent on reconnect'
 }
 provider.on('status', (e) => { if (state !== 'refused') { state = e.status; showStatus() } })
+
+// y-websocket notices a dead connection only after 30 s without a message. Every few
+// seconds the page sends the text frame "ping", which the host answers with "pong" without
+// waking the document; when nothing at all came back for a while the socket is given up,
+// so "connected" never lies for long after the network drops, and y-websocket reconnects
+// as usual. The answer is taken here: y-websocket only reads binary frames.
+const PROBE_MS = 3000
+const SILENCE_MS = 8000
+provider.on('status', (e) => {
+  const ws = provider.ws
+  if (e.status !== 'connected' || !ws || ws.lodgeProbe) return
+  ws.lodgeProbe = true
+  const handle = ws.onmessage
+  ws.onmessage = (event) => {
+    if (typeof event.data === 'string') {
+      if (provider.ws === ws) provider.wsLastMessageReceived = Date.now()
+      return
+    }
+    handle(event)
+  }
+})
+setInterval(() => {
+  const ws = provider.ws
+  if (!provider.wsconnected || !ws || ws.readyState !== WebSocket.OPEN) return
+  if (Date.now() - provider.wsLastMessageReceived > SILENCE_MS) {
+    // What y-websocket itself does after its 30 s: its close handler marks the provider
+    // disconnected at once and schedules the reconnect (a plain close() would wait for
+    // the closing handshake that a dead peer never answers).
+    if (ws.onclose) ws.onclose(null)
+    else ws.close()
+    return
+  }
+  ws.send('ping')
+}, PROBE_MS)
 provider.on('sync', () => showStatus())
 provider.on('closed', (e) => {
   if (state === 'refused') return
