@@ -458,6 +458,16 @@ async fn an_event_waiting_in_a_wasi_poll_is_ended_by_the_wall_clock_limit() {
         "{}",
         sleep.body
     );
+    // The client's message carries a reference to the log line with the details.
+    let error = sleep.json()["error"].as_str().unwrap().to_owned();
+    let reference = error
+        .rsplit_once("(ref ")
+        .and_then(|(_, r)| r.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("no reference in {error:?}"));
+    host.log
+        .wait_for(&["event failed", &format!("reference={reference}")], 1)
+        .await
+        .unwrap();
     // Its write was discarded and the object works on a fresh instance.
     assert_eq!(count(&host, "sleeper").await, 1);
     let r = post(&host.url("/counter/sleeper/increment"), "")

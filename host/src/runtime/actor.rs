@@ -463,8 +463,11 @@ impl Actor {
                     .metrics
                     .event_failures
                     .fetch_add(1, Ordering::Relaxed);
-                let message = trap_message(&trap);
-                tracing::warn!(kind = %event.kind(), error = ?trap, "event failed; its writes are discarded and the instance replaced");
+                // The client gets the short reason and a reference; the log has the
+                // guest's backtrace under the same reference.
+                let reference = format!("{:08x}", rand::random::<u32>());
+                let message = format!("{} (ref {reference})", trap_message(&trap));
+                tracing::warn!(kind = %event.kind(), reference = %reference, error = ?trap, "event failed; its writes are discarded and the instance replaced");
                 self.drop_instance();
                 let error = EventError::Trap {
                     object: self.entry.object().to_string(),
