@@ -1609,3 +1609,39 @@ async fn a_silent_websocket_peer_is_pinged_then_dropped_and_a_live_one_stays() {
     assert_eq!(echoed, "still here");
     drop(silent);
 }
+
+/// Upgrades to a WebSocket at `url` with `origin` (if any); the HTTP status of the answer
+/// (101 when accepted) and its body.
+async fn upgrade_from(url: &str, origin: Option<&str>) -> (u16, String) {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request().unwrap();
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((_ws, response)) => (response.status().as_u16(), String::new()),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => (
+            response.status().as_u16(),
+            String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()).into_owned(),
+        ),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_class_can_limit_which_pages_open_its_websockets() {
+    let host = counter_host()
+        .class_key("counter", "allowed_origins", "[\"http://good.example\"]")
+        .start()
+        .await
+        .unwrap();
+    let url = host.ws_url("/counter/guarded/ws?name=a");
+    let (status, body) = upgrade_from(&url, Some("http://evil.example")).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("allowed_origins"), "{body}");
+    assert_eq!(upgrade_from(&url, Some("http://good.example")).await.0, 101);
+    // A client that sends no Origin is not a browser page: let through.
+    assert_eq!(upgrade_from(&url, None).await.0, 101);
+}

@@ -255,6 +255,29 @@ pub struct ClassConfig {
     /// `plugin-guide`, `operator-guide`) or an `http(s)://` URL.
     #[serde(default)]
     pub docs: Option<String>,
+    /// Pages allowed to open this class's WebSockets, as origins
+    /// (`"https://chat.example.com"`). Empty (the default): any. A browser always sends its
+    /// page's origin with a WebSocket upgrade, so this stops other sites from opening
+    /// sockets in their visitors' name; clients that send no `Origin` are not browsers and
+    /// are let through.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+}
+
+/// Checks an `allowed_origins` entry: `http(s)://host[:port]`, nothing after it.
+pub fn check_origin(origin: &str) -> Result<(), String> {
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .ok_or_else(|| {
+            format!("{origin:?} is not an origin: it starts with http:// or https://")
+        })?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', ' ']) {
+        return Err(format!(
+            "{origin:?} is not an origin: scheme, host and port only, like \"https://chat.example.com\""
+        ));
+    }
+    Ok(())
 }
 
 /// How the landing page presents a class.
@@ -443,6 +466,7 @@ pub fn shipped_classes(root: &Path) -> BTreeMap<String, ClassConfig> {
                 description: Some(description.into()),
                 start: Some(start.into()),
                 docs: Some(docs.into()),
+                allowed_origins: Vec::new(),
             },
         )
     })
@@ -498,6 +522,10 @@ impl Config {
                 return Err(invalid(format!(
                     "classes.{name}: a class name is 1-64 of a-z, 0-9, '-', '_' and starts with a letter"
                 )));
+            }
+            for origin in &class.allowed_origins {
+                check_origin(origin)
+                    .map_err(|e| invalid(format!("classes.{name}.allowed_origins: {e}")))?;
             }
             if let Some(start) = &class.start
                 && let Err(e) = crate::object::validate_name(start)
@@ -640,5 +668,25 @@ mod tests {
         assert_eq!(documented.ai, defaults.ai);
         assert_eq!(documented.storage, defaults.storage);
         assert_eq!(documented.connections, defaults.connections);
+    }
+
+    #[test]
+    fn allowed_origins_must_be_origins() {
+        assert!(check_origin("https://chat.example.com").is_ok());
+        assert!(check_origin("http://127.0.0.1:8787").is_ok());
+        for bad in [
+            "chat.example.com",
+            "https://",
+            "https://a.com/path",
+            "ftp://a.com",
+        ] {
+            assert!(check_origin(bad).is_err(), "{bad}");
+        }
+        let config = Config::parse(
+            "[classes.chat]\ncomponent = \"c.wasm\"\nallowed_origins = [\"https://a.com/x\"]\n",
+        )
+        .unwrap();
+        let e = config.validate("t").unwrap_err().to_string();
+        assert!(e.contains("classes.chat.allowed_origins"), "{e}");
     }
 }

@@ -148,10 +148,16 @@ impl Host {
             source,
         })?;
         let (stop, stop_rx) = watch::channel(false);
+        let origins = config
+            .classes
+            .iter()
+            .map(|(name, class)| (name.clone(), class.allowed_origins.clone()))
+            .collect();
         let server = tokio::spawn(crate::server::serve(
             listener,
             runtime.clone(),
             config.connections.clone(),
+            origins,
             stop_rx,
         ));
         let admin_listener = TcpListener::bind(config.admin.listen)

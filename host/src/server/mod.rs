@@ -8,6 +8,7 @@ pub mod http;
 mod pages;
 mod ws;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,6 +51,9 @@ pub use http::HttpResponse;
 
 struct Shared {
     runtime: Runtime,
+    /// Per configured class, the page origins allowed to open its WebSockets (none
+    /// listed: any).
+    origins: HashMap<String, Vec<String>>,
     /// How long a silent WebSocket goes before it is pinged (and as long again before it
     /// is dropped).
     ping: Duration,
@@ -60,12 +64,14 @@ pub async fn serve(
     listener: TcpListener,
     runtime: Runtime,
     connections: ConnectionsConfig,
+    origins: HashMap<String, Vec<String>>,
     stop: watch::Receiver<bool>,
 ) {
     let max_open = admission::within_fd_limit(connections.max_open);
     let admission = admission::Admission::new(max_open, connections.max_per_address);
     let shared = Arc::new(Shared {
         runtime,
+        origins,
         ping: Duration::from_millis(connections.ping_interval_ms.max(1)),
     });
     http::accept_loop(
@@ -407,6 +413,23 @@ async fn upgrade(
             HeaderValue::from_static("13"),
         );
         return resp;
+    }
+    // Cross-site WebSocket hijacking: another site's page opening a socket with its
+    // visitor's cookies. Browsers always send the page's origin; others may not.
+    if let Some(allowed) = shared.origins.get(&*object.class).filter(|a| !a.is_empty())
+        && let Some(origin) = req.headers().get(header::ORIGIN)
+    {
+        let origin = origin.to_str().unwrap_or_default();
+        if !allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+            return error(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "pages from {origin:?} may not open WebSockets of class {} (its `allowed_origins`)",
+                    object.class
+                ),
+                Some(&object),
+            );
+        }
     }
     let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
         return error(
