@@ -49,8 +49,12 @@ fuzz_target!(|data: &[u8]| {
     match parse(text) {
         Ok(route) => {
             assert!(validate_name(&route.name).is_ok(), "{route:?}");
-            // Normalising the input first routes to the same object.
-            if let Ok(again) = parse(&normalize_name(text)) {
+            // Normalising an input without escapes first routes to the same object. (With
+            // escapes it need not: `%2e` followed by U+0306 composes to `%2ĕ` in the raw
+            // path; names are normalised after decoding, as `parse` does.)
+            if !text.contains('%')
+                && let Ok(again) = parse(&normalize_name(text))
+            {
                 assert_eq!(again.name, route.name, "{text:?}");
             }
             assert!(ObjectRef::new(route.class, &route.name).is_ok());
