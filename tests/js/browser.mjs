@@ -8,24 +8,13 @@
 // Chromium is Debian's package, driven by playwright-core (no browser download). The
 // last line is `N passed, N failed`.
 
-import { chromium } from 'playwright-core'
+import { check, launch, parseArgs, run } from './harness.mjs'
 
-const args = {}
-for (let i = 2; i < process.argv.length; i++) {
-  const a = process.argv[i]
-  if (a.startsWith('--')) args[a.slice(2)] = process.argv[i + 1] && !process.argv[i + 1].startsWith('--') ? process.argv[++i] : true
-}
+const args = parseArgs()
 const BASE = (args.url || 'http://127.0.0.1:8080').replace(/\/$/, '')
 const DOC = args.doc || `browser-${Date.now()}`
 const PAGE = `${BASE}/doc/${encodeURIComponent(DOC)}`
 const WAIT = Number(args.wait || 60000)
-
-let passed = 0
-let failed = 0
-function check (name, ok, detail = '') {
-  if (ok) { passed++; console.log(`ok - ${name}`) } else { failed++; console.log(`not ok - ${name}${detail ? ': ' + detail : ''}`) }
-  return ok
-}
 
 /** Waits for a condition in the page; records a failure (not a crash) on timeout. */
 async function waitIn (page, name, fn, arg) {
@@ -60,12 +49,7 @@ async function openAs (browser, name, external) {
 }
 
 async function main () {
-  const browser = await chromium.launch({
-    executablePath: args.chromium || '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run']
-  })
+  const browser = await launch(args)
   const external = []
   try {
     const alice = await openAs(browser, 'Alice', external)
@@ -210,10 +194,4 @@ async function main () {
   }
 }
 
-main().catch((e) => {
-  failed++
-  console.log(`not ok - ${e && e.stack ? e.stack : e}`)
-}).finally(() => {
-  console.log(`${passed} passed, ${failed} failed`)
-  process.exit(failed === 0 ? 0 : 1)
-})
+run(main)

@@ -8,14 +8,11 @@
 // Driven over stdin/stdout: prints READY, waits for the line "frozen", prints
 // DETECTED <ms>, waits for "thawed", prints RECONNECTED, then `N passed, N failed`.
 
-import { chromium } from 'playwright-core'
 import * as readline from 'node:readline'
 
-const args = {}
-for (let i = 2; i < process.argv.length; i++) {
-  const a = process.argv[i]
-  if (a.startsWith('--')) args[a.slice(2)] = process.argv[i + 1] && !process.argv[i + 1].startsWith('--') ? process.argv[++i] : true
-}
+import { check, launch, parseArgs, run } from './harness.mjs'
+
+const args = parseArgs()
 const BASE = (args.url || 'http://127.0.0.1:8080').replace(/\/$/, '')
 const PAGE = `${BASE}/doc/${encodeURIComponent(args.doc || `offline-${Date.now()}`)}`
 
@@ -26,19 +23,8 @@ async function expectLine (want) {
   if (value !== want) throw new Error(`expected ${want}, got ${value}`)
 }
 
-let passed = 0
-let failed = 0
-function check (name, ok, detail = '') {
-  if (ok) { passed++; console.log(`ok - ${name}`) } else { failed++; console.log(`not ok - ${name}${detail ? ': ' + detail : ''}`) }
-}
-
 async function main () {
-  const browser = await chromium.launch({
-    executablePath: args.chromium || '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run']
-  })
+  const browser = await launch(args)
   try {
     const context = await browser.newContext()
     const page = await context.newPage()
@@ -68,10 +54,4 @@ async function main () {
   }
 }
 
-main().catch((e) => {
-  failed++
-  console.log(`not ok - ${e && e.stack ? e.stack : e}`)
-}).finally(() => {
-  console.log(`${passed} passed, ${failed} failed`)
-  process.exit(failed === 0 ? 0 : 1)
-})
+run(main)
