@@ -203,6 +203,7 @@ async function main() {
         `${who}: the answer grew piece by piece while streaming (${grew.length} steps)`,
         grew,
       );
+      check(grew[0] === '', `${who}: a "thinking…" reply showed before the first words`, grew);
     }
     const aliceView = await shownEntries(alice.page);
     const bobView = await shownEntries(bob.page);
