@@ -283,6 +283,17 @@ async fn the_join_history_is_the_last_50_entries_oldest_first() {
         ids(&history(&host, "busy", "?limit=100000").await),
         (1..=60).collect::<Vec<_>>()
     );
+    // before=ID pages back: the newest N entries older than ID (what a client scrolling up
+    // asks for), oldest first.
+    assert_eq!(
+        ids(&history(&host, "busy", "?limit=3&before=11").await),
+        [8, 9, 10]
+    );
+    assert_eq!(ids(&history(&host, "busy", "?before=3").await), [1, 2]);
+    assert!(history(&host, "busy", "?before=1").await.is_empty());
+    let r = get(&host.url("/chat/busy/history?before=x")).await.unwrap();
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("before"), "{}", r.body);
     for bad in ["ten", "-1", "2.5"] {
         let r = get(&host.url(&format!("/chat/busy/history?limit={bad}")))
             .await

@@ -238,6 +238,26 @@ async function main() {
       console.log(`screenshot: ${process.env.CHAT_SCREENSHOT}`);
     }
 
+    // More than the 50 entries a join brings: scrolling to the top loads the older ones.
+    for (let i = 0; i < 50; i++) {
+      await alice.page.fill('#message-input', `filler ${i}`);
+      await alice.page.press('#message-input', 'Enter');
+    }
+    await waitForMessage(bob.page, 'alice', 'filler 49');
+    await bob.page.reload();
+    await bob.page.locator('#status[data-state="connected"]').waitFor({ timeout: TIMEOUT });
+    await bob.page.locator('#messages > .message[data-id="55"]').waitFor({ timeout: TIMEOUT });
+    const shownIds = () => bob.page.evaluate(() =>
+      [...document.querySelectorAll('#messages > .message')].map((li) => Number(li.dataset.id)));
+    check((await shownIds())[0] === 6, 'bob: a join shows the last 50 entries', await shownIds());
+    await bob.page.evaluate(() => { document.getElementById('messages').scrollTop = 0; });
+    await bob.page.locator('#messages > .message[data-id="1"]').waitFor({ timeout: TIMEOUT });
+    check(
+      JSON.stringify(await shownIds()) === JSON.stringify(Array.from({ length: 55 }, (_, i) => i + 1)),
+      'bob: scrolling to the top loads the older entries, in order',
+      await shownIds(),
+    );
+
     // bob leaves: alice sees it.
     await bob.page.click('#leave-button');
     await bob.page.locator('#join').waitFor({ state: 'visible', timeout: TIMEOUT });
@@ -246,7 +266,8 @@ async function main() {
     await bob.page.locator('#join').waitFor({ state: 'visible', timeout: TIMEOUT });
     check((await bob.page.locator('#name-input').inputValue()) === 'bob', 'bob: after leaving, a reload asks again, name filled in');
     await waitForPresence(alice.page, ['alice']);
-    await alice.page.locator('#messages .notice.leave', { hasText: 'bob' }).waitFor({ timeout: TIMEOUT });
+    // (The first "bob left" was his reload above.)
+    await alice.page.locator('#messages .notice.leave', { hasText: 'bob' }).nth(1).waitFor({ timeout: TIMEOUT });
     check(true, 'alice: bob left (presence and notice)');
 
     for (const [who, s] of [['alice', alice], ['bob', bob]]) {

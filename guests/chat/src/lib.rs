@@ -86,13 +86,18 @@ fn check<T>(result: Result<T, StorageError>, what: &str) -> Result<T, String> {
 /// The newest `limit` entries, newest first. An entry that does not decode is skipped
 /// (and logged) rather than hiding the whole history.
 fn recent_entries(limit: u32) -> Vec<Entry> {
+    entries_before(limit, None)
+}
+
+/// The newest `limit` entries with an id below `before` (all ids when `None`), newest first.
+fn entries_before(limit: u32, before: Option<u64>) -> Vec<Entry> {
     if limit == 0 {
         return Vec::new();
     }
     let listed = storage::raw::list(&storage::ListOptions {
         prefix: Some(ENTRY_PREFIX.as_bytes().to_vec()),
         start: None,
-        end: None,
+        end: before.map(|id| protocol::entry_key(id).into_bytes()),
         limit: Some(limit),
         reverse: true,
     });
@@ -117,7 +122,12 @@ fn recent_entries(limit: u32) -> Vec<Entry> {
 
 /// The newest `limit` entries, oldest first.
 fn history(limit: u32) -> Vec<Entry> {
-    let mut entries = recent_entries(limit);
+    history_before(limit, None)
+}
+
+/// The newest `limit` entries before `before`, oldest first.
+fn history_before(limit: u32, before: Option<u64>) -> Vec<Entry> {
+    let mut entries = entries_before(limit, before);
     entries.reverse();
     entries
 }
@@ -310,8 +320,11 @@ impl Object for Chat {
                      img-src data:; connect-src 'self' ws: wss:; base-uri 'none'; form-action 'none'",
                 ),
             ("GET", "/history") => {
-                match protocol::parse_history_limit(req.query_param("limit").as_deref()) {
-                    Ok(limit) => Response::json(200, &history(limit)).header("cache-control", "no-store"),
+                let limit = protocol::parse_history_limit(req.query_param("limit").as_deref());
+                let before = protocol::parse_history_before(req.query_param("before").as_deref());
+                match limit.and_then(|limit| Ok((limit, before?))) {
+                    Ok((limit, before)) => Response::json(200, &history_before(limit, before))
+                        .header("cache-control", "no-store"),
                     Err(e) => Response::error(400, e),
                 }
             }

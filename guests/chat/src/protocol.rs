@@ -183,6 +183,17 @@ pub fn parse_history_limit(raw: Option<&str>) -> Result<u32, String> {
     }
 }
 
+/// `before=ID` of `GET /history`: only entries with a smaller id (for paging back).
+pub fn parse_history_before(raw: Option<&str>) -> Result<Option<u64>, String> {
+    match raw.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(raw) => raw
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| "before must be an entry id (a whole number)".to_string()),
+    }
+}
+
 /// What the room keeps in a socket's attachment (it survives hibernation).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attachment {
