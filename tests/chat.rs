@@ -1116,7 +1116,8 @@ async fn the_page_works_in_headless_chromium() {
     // What the pages did is what the room stored.
     let stored = history(&host, "caf%C3%A9%20talk", "?limit=100").await;
     let ai: Vec<&Value> = stored.iter().filter(|e| e["role"] == "assistant").collect();
-    assert_eq!(ai.len(), 1, "{stored:?}");
+    // The answer, and the reply stopped from the page (kept, marked).
+    assert_eq!(ai.len(), 2, "{stored:?}");
     assert!(
         ai[0]["text"]
             .as_str()
@@ -1124,12 +1125,13 @@ async fn the_page_works_in_headless_chromium() {
             .starts_with("Echo: alice: @ai"),
         "{stored:?}"
     );
+    assert_eq!(ai[1]["stopped"], true, "{stored:?}");
     assert!(
         stored
             .iter()
             .any(|e| e["name"] == "bob" && e["role"] == "user")
     );
-    assert_eq!(fake.requests().len(), 1);
+    assert_eq!(fake.requests().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1218,4 +1220,60 @@ async fn until_message(ws: &mut Ws) -> Vec<Value> {
         }
         frames.push(frame);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anyone_can_stop_an_ai_reply_and_what_it_wrote_is_kept() {
+    let fake = FakeAi::start().await;
+    let host = chat_with_ai(&fake).start().await.unwrap();
+    let mut alice = join(&host, "stoppable", "alice").await;
+    let mut bob = join(&host, "stoppable", "bob").await;
+    sees_join(&mut alice.ws, "bob", &["alice", "bob"]).await;
+    let question = "@ai [[slow]] tell me everything";
+    say(&mut alice.ws, question).await;
+    message(&mut alice.ws, 1, "alice", question).await;
+    message(&mut bob.ws, 1, "alice", question).await;
+    // Once the reply is under way, bob stops it.
+    let first = next(&mut bob.ws, "ai_stream").await;
+    let response_id = first["response_id"].as_u64().unwrap();
+    bob.ws
+        .send_json(&json!({"type": "ai_stop", "response_id": response_id}))
+        .await
+        .unwrap();
+    // Everyone gets the stopped reply, holding what had been written before it.
+    let first_piece = first["content"].as_str().unwrap().to_owned();
+    for (ws, mut pieces) in [(&mut alice.ws, String::new()), (&mut bob.ws, first_piece)] {
+        let stopped = loop {
+            let frame = ws.recv_json().await.unwrap();
+            match frame["type"].as_str() {
+                Some("ai_stream") => pieces.push_str(frame["content"].as_str().unwrap()),
+                Some("ai_response") => break frame,
+                other => panic!("unexpected {other:?}: {frame}"),
+            }
+        };
+        assert_eq!(stopped["stopped"], true, "{stopped}");
+        assert_eq!(stopped["response_id"], response_id);
+        assert_eq!(stopped["id"], 2);
+        // Exactly what everyone had been shown, and nothing after it.
+        assert_eq!(
+            stopped["text"].as_str().unwrap(),
+            pieces.trim(),
+            "{stopped}"
+        );
+    }
+    // It is in the history, marked; a second stop of it is refused to the sender alone.
+    let stored = history(&host, "stoppable", "").await;
+    assert_eq!(stored.last().unwrap()["stopped"], true, "{stored:?}");
+    bob.ws
+        .send_json(&json!({"type": "ai_stop", "response_id": response_id}))
+        .await
+        .unwrap();
+    let refused = next(&mut bob.ws, "error").await;
+    assert!(
+        refused["error"].as_str().unwrap().contains("no AI reply"),
+        "{refused}"
+    );
+    // The conversation goes on with the next id.
+    say(&mut alice.ws, "thanks").await;
+    message(&mut alice.ws, 3, "alice", "thanks").await;
 }

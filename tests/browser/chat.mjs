@@ -238,6 +238,18 @@ async function main() {
       console.log(`screenshot: ${process.env.CHAT_SCREENSHOT}`);
     }
 
+    // A reply can be stopped from the page: what it wrote stays, marked as stopped.
+    await alice.page.fill('#message-input', '@ai [[slow]] a long story please');
+    await alice.page.press('#message-input', 'Enter');
+    const stopButton = bob.page.locator('#messages .ai-stream button.stop');
+    await bob.page.locator('#messages .ai-stream:not([data-response-id^="pending"]) .text:not(:empty)').waitFor({ timeout: TIMEOUT });
+    await stopButton.click();
+    for (const [who, p] of [['alice', alice.page], ['bob', bob.page]]) {
+      await p.locator('#messages > .message.ai.stopped').waitFor({ timeout: TIMEOUT });
+      check((await p.locator('#messages .ai-stream').count()) === 0, `${who}: the stopped reply replaced its placeholder`);
+    }
+    check(true, 'a reply stopped from the page shows as stopped for everyone');
+
     // More than the 50 entries a join brings: scrolling to the top loads the older ones.
     for (let i = 0; i < 50; i++) {
       await alice.page.fill('#message-input', `filler ${i}`);
@@ -246,14 +258,14 @@ async function main() {
     await waitForMessage(bob.page, 'alice', 'filler 49');
     await bob.page.reload();
     await bob.page.locator('#status[data-state="connected"]').waitFor({ timeout: TIMEOUT });
-    await bob.page.locator('#messages > .message[data-id="55"]').waitFor({ timeout: TIMEOUT });
+    await bob.page.locator('#messages > .message[data-id="57"]').waitFor({ timeout: TIMEOUT });
     const shownIds = () => bob.page.evaluate(() =>
       [...document.querySelectorAll('#messages > .message')].map((li) => Number(li.dataset.id)));
-    check((await shownIds())[0] === 6, 'bob: a join shows the last 50 entries', await shownIds());
+    check((await shownIds())[0] === 8, 'bob: a join shows the last 50 entries', await shownIds());
     await bob.page.evaluate(() => { document.getElementById('messages').scrollTop = 0; });
     await bob.page.locator('#messages > .message[data-id="1"]').waitFor({ timeout: TIMEOUT });
     check(
-      JSON.stringify(await shownIds()) === JSON.stringify(Array.from({ length: 55 }, (_, i) => i + 1)),
+      JSON.stringify(await shownIds()) === JSON.stringify(Array.from({ length: 57 }, (_, i) => i + 1)),
       'bob: scrolling to the top loads the older entries, in order',
       await shownIds(),
     );

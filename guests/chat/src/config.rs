@@ -42,6 +42,9 @@ pub struct ClassConfig {
     pub ai_max_tokens: Option<u32>,
 }
 
+/// The default cap on an AI reply, in tokens (`ai_max_tokens`; 0 lifts it).
+pub const DEFAULT_AI_MAX_TOKENS: u32 = 1024;
+
 /// The most recent entries ever sent as context, whatever `ai_context_messages` says.
 pub const MAX_CONTEXT_MESSAGES: u32 = 500;
 
@@ -71,7 +74,13 @@ impl ClassConfig {
             ai_name: text("ai_name").unwrap_or_else(|| "AI".into()),
             ai_model: text("ai_model"),
             ai_temperature: num::<f32>(&lookup, "ai_temperature").filter(|t| t.is_finite()),
-            ai_max_tokens: num(&lookup, "ai_max_tokens").filter(|&n: &u32| n > 0),
+            // A reply has a length cap unless a room's operator lifts it (0): models left
+            // unbounded wrote pages for "a short poem", and filled the next replies' context.
+            ai_max_tokens: match num::<u32>(&lookup, "ai_max_tokens") {
+                Some(0) => None,
+                Some(n) => Some(n),
+                None => Some(DEFAULT_AI_MAX_TOKENS),
+            },
         }
     }
 }
@@ -196,7 +205,7 @@ mod tests {
         assert_eq!(c.ai_name, "AI");
         assert_eq!(c.ai_model, None);
         assert_eq!(c.ai_temperature, None);
-        assert_eq!(c.ai_max_tokens, None);
+        assert_eq!(c.ai_max_tokens, Some(DEFAULT_AI_MAX_TOKENS));
     }
 
     #[test]

@@ -78,6 +78,7 @@ mod tests {
             role: ROLE_USER.into(),
             text: text.into(),
             ts: id,
+            stopped: false,
         }
     }
 
@@ -88,6 +89,7 @@ mod tests {
             role: ROLE_ASSISTANT.into(),
             text: text.into(),
             ts: id,
+            stopped: false,
         }
     }
 

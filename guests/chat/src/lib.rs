@@ -68,6 +68,12 @@ struct Chat {
     last_id: Option<u64>,
     /// Who is here, once the first join or leave since the activation needed it.
     presence: Option<Presence>,
+    /// What each AI reply in flight has written so far, by response id: a stopped reply is
+    /// stored with it.
+    replies: std::collections::HashMap<u64, String>,
+    /// Replies stopped by a participant: pieces of them still on their way are dropped
+    /// (the host stops delivering once the stop's event has committed).
+    stopped: std::collections::HashSet<u64>,
 }
 
 /// Gives up on the event when storage itself is down (the host then rolls back its writes
@@ -148,13 +154,20 @@ fn read_last_id() -> Result<u64, String> {
 
 /// Stores a new entry with the id after `last`; the entry and the counter are written in
 /// one call, so either both land or neither does.
-fn store_entry(last: u64, name: &str, role: &str, text: &str) -> Result<Entry, String> {
+fn store_entry(
+    last: u64,
+    name: &str,
+    role: &str,
+    text: &str,
+    stopped: bool,
+) -> Result<Entry, String> {
     let entry = Entry {
         id: last + 1,
         name: name.to_string(),
         role: role.to_string(),
         text: text.to_string(),
         ts: lodge_sdk::now_ms(),
+        stopped,
     };
     let value = serde_json::to_vec(&entry).map_err(|e| e.to_string())?;
     let writes = [
@@ -194,7 +207,7 @@ fn describe_ai_error(e: &AiError) -> String {
 
 impl Chat {
     /// Answers the AI for the newest entry (which `asker` just wrote).
-    fn start_ai(&self, question: &Entry) {
+    fn start_ai(&mut self, question: &Entry) {
         let newest_first = recent_entries(self.class.ai_context_messages);
         let effective = self.room.effective(&self.class);
         let prompt = render_system_prompt(&effective.system_prompt, &object::name());
@@ -215,6 +228,7 @@ impl Chat {
         };
         match ai::start(&request) {
             Ok(stream) => {
+                self.replies.insert(stream, String::new());
                 let pending = Pending {
                     response_id: stream,
                     asked_by: question.name.clone(),
@@ -244,6 +258,10 @@ impl Chat {
                 return;
             }
             ClientFrame::Message(text) => text,
+            ClientFrame::AiStop(response_id) => {
+                self.stop_ai(socket, response_id);
+                return;
+            }
         };
         let Some(Attachment { name }) = socket.attachment::<Attachment>() else {
             let _ = socket.send_text(&protocol::error_frame(
@@ -264,13 +282,47 @@ impl Chat {
         }
     }
 
+    /// A participant stops reply `response_id`: no more pieces of it, and what it had written
+    /// is stored and sent to everyone as a stopped reply.
+    fn stop_ai(&mut self, socket: Socket, response_id: u64) {
+        let Some(text) = self.replies.remove(&response_id) else {
+            let _ = socket.send_text(&protocol::error_frame(&format!(
+                "there is no AI reply {response_id} being written"
+            )));
+            return;
+        };
+        ai::cancel(response_id);
+        self.stopped.insert(response_id);
+        let _ = storage::delete(&pending_key(response_id));
+        let ai_name = self.class.ai_name.clone();
+        match self.store_reply(&ai_name, text.trim(), true) {
+            Ok(entry) => broadcast(&protocol::ai_response_frame(&entry, response_id)),
+            Err(e) => broadcast(&protocol::ai_error_frame(response_id, &e)),
+        }
+    }
+
     /// Stores a new entry with the next id (see [`store_entry`]).
     fn store_entry(&mut self, name: &str, role: &str, text: &str) -> Result<Entry, String> {
+        self.store(name, role, text, false)
+    }
+
+    /// Stores an AI reply (`stopped`: cut short by a participant).
+    fn store_reply(&mut self, name: &str, text: &str, stopped: bool) -> Result<Entry, String> {
+        self.store(name, ROLE_ASSISTANT, text, stopped)
+    }
+
+    fn store(
+        &mut self,
+        name: &str,
+        role: &str,
+        text: &str,
+        stopped: bool,
+    ) -> Result<Entry, String> {
         let last = match self.last_id {
             Some(last) => last,
             None => read_last_id()?,
         };
-        let entry = store_entry(last, name, role, text)?;
+        let entry = store_entry(last, name, role, text, stopped)?;
         self.last_id = Some(entry.id);
         Ok(entry)
     }
@@ -305,6 +357,8 @@ impl Object for Chat {
             room,
             last_id: None,
             presence: None,
+            replies: Default::default(),
+            stopped: Default::default(),
         }
     }
 
@@ -434,8 +488,15 @@ impl Object for Chat {
     }
 
     fn on_ai_event(&mut self, stream: ai::StreamId, event: AiEvent) {
+        if self.stopped.contains(&stream) {
+            if !matches!(event, AiEvent::Delta(_)) {
+                self.stopped.remove(&stream);
+            }
+            return;
+        }
         match event {
             AiEvent::Delta(content) => {
+                self.replies.entry(stream).or_default().push_str(&content);
                 if !content.is_empty() {
                     broadcast(&protocol::ai_stream_frame(
                         stream,
@@ -445,6 +506,7 @@ impl Object for Chat {
                 }
             }
             AiEvent::Done(full) => {
+                self.replies.remove(&stream);
                 let _ = storage::delete(&pending_key(stream));
                 let text = full.trim();
                 if text.is_empty() {
@@ -455,12 +517,13 @@ impl Object for Chat {
                     return;
                 }
                 let ai_name = self.class.ai_name.clone();
-                match self.store_entry(&ai_name, ROLE_ASSISTANT, text) {
+                match self.store_reply(&ai_name, text, false) {
                     Ok(entry) => broadcast(&protocol::ai_response_frame(&entry, stream)),
                     Err(e) => broadcast(&protocol::ai_error_frame(stream, &e)),
                 }
             }
             AiEvent::Error(message) => {
+                self.replies.remove(&stream);
                 let _ = storage::delete(&pending_key(stream));
                 broadcast(&protocol::ai_error_frame(stream, &message));
             }

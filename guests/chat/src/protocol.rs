@@ -31,6 +31,9 @@ pub struct Entry {
     pub text: String,
     /// Milliseconds since the Unix epoch.
     pub ts: u64,
+    /// An AI reply stopped by a participant: `text` is what had been written.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
 }
 
 impl Entry {
@@ -55,6 +58,8 @@ pub enum ClientFrame {
     Message(String),
     /// A heartbeat that reached the room (normally the host answers it).
     Heartbeat,
+    /// Stop the AI reply with this response id.
+    AiStop(u64),
 }
 
 /// Parses and validates one text frame. The error is the text of the `error` frame sent
@@ -105,8 +110,12 @@ fn parse_client_value(raw: &str, max_text_len: usize) -> Result<ClientFrame, Str
             validate_text(text, max_text_len).map(ClientFrame::Message)
         }
         "heartbeat" => Ok(ClientFrame::Heartbeat),
+        "ai_stop" => match map.get("response_id").and_then(Value::as_u64) {
+            Some(id) => Ok(ClientFrame::AiStop(id)),
+            None => Err("ai_stop needs the \"response_id\" of the reply to stop".into()),
+        },
         other => Err(format!(
-            "unknown frame type {}: send \"message\" or \"heartbeat\"",
+            "unknown frame type {}: send \"message\", \"ai_stop\" or \"heartbeat\"",
             Value::String(truncate_chars(other, 40))
         )),
     }
@@ -215,6 +224,8 @@ struct EntryFrame<'a> {
     ts: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     response_id: Option<u64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stopped: bool,
 }
 
 impl<'a> EntryFrame<'a> {
@@ -227,6 +238,7 @@ impl<'a> EntryFrame<'a> {
             text: &entry.text,
             ts: entry.ts,
             response_id,
+            stopped: entry.stopped,
         }
     }
 
@@ -294,6 +306,7 @@ mod tests {
             role: ROLE_USER.into(),
             text: "hi".into(),
             ts: 5,
+            stopped: false,
         }
     }
 
@@ -363,7 +376,7 @@ mod tests {
         assert!(err(r#"{"type":7}"#).contains("must be a string"));
         assert_eq!(
             err(r#"{"type":"shout"}"#),
-            "unknown frame type \"shout\": send \"message\" or \"heartbeat\""
+            "unknown frame type \"shout\": send \"message\", \"ai_stop\" or \"heartbeat\""
         );
         assert!(err(r#"{"type":"message"}"#).contains("\"text\""));
         assert!(err(r#"{"type":"message","text":5}"#).contains("must be a string"));
