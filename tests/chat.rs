@@ -1277,3 +1277,51 @@ async fn anyone_can_stop_an_ai_reply_and_what_it_wrote_is_kept() {
     say(&mut alice.ws, "thanks").await;
     message(&mut alice.ws, 3, "alice", "thanks").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_sees_the_reply_being_written_so_far_and_the_rest() {
+    let fake = FakeAi::start().await;
+    let host = chat_with_ai(&fake).start().await.unwrap();
+    let mut alice = join(&host, "late", "alice").await;
+    let question = "@ai [[slow]] a long answer";
+    say(&mut alice.ws, question).await;
+    message(&mut alice.ws, 1, "alice", question).await;
+    let first = next(&mut alice.ws, "ai_stream").await;
+    let response_id = first["response_id"].as_u64().unwrap();
+    // carol joins while the reply is being written.
+    let mut carol = Ws::connect(&host.ws_url("/chat/late/ws?name=carol"))
+        .await
+        .unwrap();
+    next(&mut carol, "history").await;
+    next(&mut carol, "presence").await;
+    let partial = next(&mut carol, "ai_partial").await;
+    assert_eq!(partial["response_id"], response_id, "{partial}");
+    assert_eq!(partial["name"], "AI");
+    assert!(partial["started_at"].as_u64().unwrap() > 0);
+    // What she got so far plus the pieces that follow is the whole reply; `resume` in the
+    // middle answers with exactly what she has been shown up to then.
+    let mut text = partial["content"].as_str().unwrap().to_owned();
+    assert!(
+        text.starts_with(first["content"].as_str().unwrap()),
+        "{partial}"
+    );
+    carol.send_json(&json!({"type": "resume"})).await.unwrap();
+    let mut resumed = 0;
+    let done = loop {
+        let frame = carol.recv_json().await.unwrap();
+        match frame["type"].as_str() {
+            Some("ai_stream") => {
+                assert_eq!(frame["response_id"], response_id);
+                text.push_str(frame["content"].as_str().unwrap());
+            }
+            Some("ai_partial") => {
+                assert_eq!(frame["content"].as_str().unwrap(), text, "{frame}");
+                resumed += 1;
+            }
+            Some("ai_response") => break frame,
+            _ => {}
+        }
+    };
+    assert_eq!(resumed, 1, "one ai_partial answers the resume");
+    assert_eq!(done["text"].as_str().unwrap(), text.trim());
+}

@@ -59,6 +59,14 @@ struct Pending {
 }
 
 /// The room. Only caches: the class settings and the room's settings.
+/// An AI reply being written, as far as it got.
+#[derive(Default)]
+struct Reply {
+    text: String,
+    /// When it started (ms since the epoch).
+    started: u64,
+}
+
 struct Chat {
     class: ClassConfig,
     room: RoomSettings,
@@ -70,7 +78,7 @@ struct Chat {
     presence: Option<Presence>,
     /// What each AI reply in flight has written so far, by response id: a stopped reply is
     /// stored with it.
-    replies: std::collections::HashMap<u64, String>,
+    replies: std::collections::BTreeMap<u64, Reply>,
     /// Replies stopped by a participant: pieces of them still on their way are dropped
     /// (the host stops delivering once the stop's event has committed).
     stopped: std::collections::HashSet<u64>,
@@ -184,6 +192,18 @@ fn store_entry(
     Ok(entry)
 }
 
+/// One `ai_partial` per reply being written (protocol v2): everything it wrote so far.
+fn send_partials(socket: Socket, replies: &std::collections::BTreeMap<u64, Reply>, ai_name: &str) {
+    for (&id, reply) in replies {
+        let _ = socket.send_text(&protocol::ai_partial_frame(
+            id,
+            &reply.text,
+            ai_name,
+            reply.started,
+        ));
+    }
+}
+
 /// The names of the open sockets other than `skip`, from their attachments.
 fn names_except(skip: Socket) -> Vec<String> {
     sockets::all()
@@ -228,7 +248,13 @@ impl Chat {
         };
         match ai::start(&request) {
             Ok(stream) => {
-                self.replies.insert(stream, String::new());
+                self.replies.insert(
+                    stream,
+                    Reply {
+                        text: String::new(),
+                        started: lodge_sdk::now_ms(),
+                    },
+                );
                 let pending = Pending {
                     response_id: stream,
                     asked_by: question.name.clone(),
@@ -262,6 +288,10 @@ impl Chat {
                 self.stop_ai(socket, response_id);
                 return;
             }
+            ClientFrame::Resume => {
+                send_partials(socket, &self.replies, &self.class.ai_name);
+                return;
+            }
         };
         let Some(Attachment { name }) = socket.attachment::<Attachment>() else {
             let _ = socket.send_text(&protocol::error_frame(
@@ -285,7 +315,7 @@ impl Chat {
     /// A participant stops reply `response_id`: no more pieces of it, and what it had written
     /// is stored and sent to everyone as a stopped reply.
     fn stop_ai(&mut self, socket: Socket, response_id: u64) {
-        let Some(text) = self.replies.remove(&response_id) else {
+        let Some(Reply { text, .. }) = self.replies.remove(&response_id) else {
             let _ = socket.send_text(&protocol::error_frame(&format!(
                 "there is no AI reply {response_id} being written"
             )));
@@ -437,6 +467,8 @@ impl Object for Chat {
         // (in a large room, only the count, when it moved).
         let _ = socket.send_text(&protocol::history_frame(&history(JOIN_HISTORY)));
         let _ = socket.send_text(&frame);
+        // Replies being written: what they wrote so far; their next pieces follow.
+        send_partials(socket, &self.replies, &self.class.ai_name);
         match presence.announce(max) {
             Announce::Everyone => {
                 sockets::broadcast_text(&protocol::user_frame(true, &name, now), &[socket]);
@@ -496,7 +528,11 @@ impl Object for Chat {
         }
         match event {
             AiEvent::Delta(content) => {
-                self.replies.entry(stream).or_default().push_str(&content);
+                self.replies
+                    .entry(stream)
+                    .or_default()
+                    .text
+                    .push_str(&content);
                 if !content.is_empty() {
                     broadcast(&protocol::ai_stream_frame(
                         stream,

@@ -60,6 +60,8 @@ pub enum ClientFrame {
     Heartbeat,
     /// Stop the AI reply with this response id.
     AiStop(u64),
+    /// Send `ai_partial` for every reply being written.
+    Resume,
 }
 
 /// Parses and validates one text frame. The error is the text of the `error` frame sent
@@ -110,12 +112,13 @@ fn parse_client_value(raw: &str, max_text_len: usize) -> Result<ClientFrame, Str
             validate_text(text, max_text_len).map(ClientFrame::Message)
         }
         "heartbeat" => Ok(ClientFrame::Heartbeat),
+        "resume" => Ok(ClientFrame::Resume),
         "ai_stop" => match map.get("response_id").and_then(Value::as_u64) {
             Some(id) => Ok(ClientFrame::AiStop(id)),
             None => Err("ai_stop needs the \"response_id\" of the reply to stop".into()),
         },
         other => Err(format!(
-            "unknown frame type {}: send \"message\", \"ai_stop\" or \"heartbeat\"",
+            "unknown frame type {}: send \"message\", \"ai_stop\", \"resume\" or \"heartbeat\"",
             Value::String(truncate_chars(other, 40))
         )),
     }
@@ -280,6 +283,19 @@ pub fn ai_stream_frame(response_id: u64, content: &str, timestamp: u64) -> Strin
         .to_string()
 }
 
+/// `{"type":"ai_partial","response_id":R,"content":...,"name":...,"started_at":MILLIS}`:
+/// a reply being written, as far as it got (protocol v2).
+pub fn ai_partial_frame(response_id: u64, content: &str, name: &str, started_at: u64) -> String {
+    json!({
+        "type": "ai_partial",
+        "response_id": response_id,
+        "content": content,
+        "name": name,
+        "started_at": started_at,
+    })
+    .to_string()
+}
+
 /// `{"type":"ai_error","response_id":R,"error":...}`.
 pub fn ai_error_frame(response_id: u64, error: &str) -> String {
     json!({ "type": "ai_error", "response_id": response_id, "error": error }).to_string()
@@ -376,7 +392,7 @@ mod tests {
         assert!(err(r#"{"type":7}"#).contains("must be a string"));
         assert_eq!(
             err(r#"{"type":"shout"}"#),
-            "unknown frame type \"shout\": send \"message\", \"ai_stop\" or \"heartbeat\""
+            "unknown frame type \"shout\": send \"message\", \"ai_stop\", \"resume\" or \"heartbeat\""
         );
         assert!(err(r#"{"type":"message"}"#).contains("\"text\""));
         assert!(err(r#"{"type":"message","text":5}"#).contains("must be a string"));
