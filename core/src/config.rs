@@ -542,6 +542,12 @@ impl Config {
                 }
             }
         }
+        if self.connections.max_open == 0 || self.connections.ping_interval_ms < 100 {
+            return Err(invalid(
+                "connections.max_open must be at least 1 and connections.ping_interval_ms at least 100"
+                    .into(),
+            ));
+        }
         if self.runtime.max_live_objects == 0 {
             return Err(invalid(
                 "runtime.max_live_objects must be at least 1".into(),

@@ -35,7 +35,8 @@ pub(super) struct AiStreams {
 
 impl AiStreams {
     pub fn new(service: AiService) -> AiStreams {
-        let max = service.max_streams();
+        // (A limit above what a semaphore can count is as good as none.)
+        let max = service.max_streams().min(Semaphore::MAX_PERMITS);
         AiStreams {
             service,
             slots: Arc::new(Semaphore::new(max)),
