@@ -119,7 +119,7 @@ impl Default for Limits {
             cpu_ms_per_event: 5_000,
             wall_ms_per_event: 10_000,
             memory_bytes: 128 << 20,
-            storage_bytes: 10 << 30,
+            storage_bytes: 1 << 30,
             max_key_bytes: 2 << 10,
             max_value_bytes: 1 << 20,
             max_sockets: 32_768,
