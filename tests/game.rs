@@ -794,7 +794,7 @@ async fn the_turn_clock_runs_out_while_the_room_is_evicted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_turn_that_ran_out_while_the_host_was_down_ends_at_start_up() {
+async fn a_turn_the_host_was_down_for_gets_that_time_back_then_ends_if_nobody_returns() {
     let mut host = game_host()
         .setting("game", "turn_seconds", "1")
         .start()
@@ -812,15 +812,59 @@ async fn a_turn_that_ran_out_while_the_host_was_down_ends_at_start_up() {
         .as_millis() as u64;
     tokio::time::sleep(Duration::from_millis(deadline.saturating_sub(now) + 200)).await;
     host.restart().await.unwrap();
+    // The alarm that fires at start-up finds the deadline passed during the outage: the
+    // outage is nobody's time, so the deadline moves on instead of ending the game.
     host.log
         .wait_for(&["alarm handled", &format!("game/{room}")], 1)
         .await
         .unwrap();
-    // Nobody came back: the game is abandoned, nobody wins; cleanup is scheduled.
+    // Nobody came back: once the turn's own time is over, the game is abandoned, nobody
+    // wins; cleanup is scheduled.
+    host.log
+        .wait_for(&["alarm handled", &format!("game/{room}")], 2)
+        .await
+        .unwrap();
     let s = stored(&host, room).await;
     assert_eq!(s["status"], "abandoned", "{s}");
     assert_eq!(s["reason"], "abandoned");
     assert_eq!(s["winner"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_the_host_was_down_is_nobodys_turn() {
+    let mut host = game_host()
+        .setting("game", "turn_seconds", "2")
+        .start()
+        .await
+        .unwrap();
+    let room = "paused";
+    let t = Table::seat(&host, room).await;
+    let red_token = t.red.token.clone();
+    drop(t);
+    host.kill();
+    // Down longer than the whole turn (the outage has to last: this is its length).
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    host.restart().await.unwrap();
+    host.log
+        .wait_for(&["the host was down since its last sign of life"], 1)
+        .await
+        .unwrap();
+    // Red, to move, comes back: the game is still on and red can play.
+    let (mut red, frames) = open(&host, room, &format!("name=ann&token={red_token}")).await;
+    let s = frames.last().unwrap();
+    assert_eq!(s["status"], "playing", "the outage was charged to red: {s}");
+    red.send_json(&json!({"type": "move", "column": 3}))
+        .await
+        .unwrap();
+    let s = loop {
+        let s = red.recv_json().await.unwrap();
+        if s["type"] == "state" && s["moves"].as_array().is_some_and(|m| !m.is_empty()) {
+            break s;
+        }
+        assert_ne!(s["status"], "won", "{s}");
+    };
+    assert_eq!(s["moves"][0]["column"], 3, "{s}");
+    assert_eq!(s["status"], "playing");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -849,8 +893,14 @@ async fn the_turn_clock_survives_a_restart() {
     );
     assert_eq!(s["players"]["red"]["connected"], false);
     assert_eq!(s["players"]["yellow"]["connected"], true);
-    let s = yellow.recv_json().await.unwrap();
-    assert_eq!(s["type"], "state");
+    // (The clock gets the outage back first: states with a later deadline may come.)
+    let s = loop {
+        let s = yellow.recv_json().await.unwrap();
+        assert_eq!(s["type"], "state");
+        if s["status"] != "playing" {
+            break s;
+        }
+    };
     assert_eq!(s["status"], "won", "{s}");
     assert_eq!(s["winner"], "yellow");
     assert_eq!(s["reason"], "timeout");

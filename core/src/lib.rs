@@ -12,3 +12,4 @@ pub mod keys;
 pub mod object;
 pub mod routes;
 pub mod sse;
+pub mod time;

@@ -17,6 +17,7 @@ use crate::registry::{Registry, RegistryError};
 use crate::runtime::Runtime;
 use crate::runtime::engine::{EpochTicker, build_engine};
 use crate::storage::{StorageError, Store};
+use lodge_core::time::now_ms;
 
 /// Why the host could not start.
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +72,53 @@ pub struct Host {
     server: JoinHandle<()>,
     admin: JoinHandle<()>,
     alarms: JoinHandle<()>,
+    life: JoinHandle<()>,
     _ticker: EpochTicker,
+}
+
+/// The host's sign of life: `<data_dir>/alive` holds the last second the host was running
+/// (ms since the epoch), rewritten every second (renamed into place, not fsynced: after a
+/// machine crash it may be older, which counts a little more time as downtime, never less).
+/// At start it tells how long the host was down.
+struct LifeRecord {
+    path: std::path::PathBuf,
+    started: u64,
+}
+
+/// How often the sign of life is rewritten.
+const LIFE_TICK: Duration = Duration::from_secs(1);
+
+impl LifeRecord {
+    fn new(data_dir: &std::path::Path) -> LifeRecord {
+        LifeRecord {
+            path: data_dir.join("alive"),
+            started: now_ms(),
+        }
+    }
+
+    /// From the last sign of life to this start, if the host ran here before and the gap
+    /// is more than a tick.
+    fn last_outage(&self) -> Option<(u64, u64)> {
+        let last: u64 = std::fs::read_to_string(&self.path)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        (self.started > last + LIFE_TICK.as_millis() as u64).then_some((last, self.started))
+    }
+
+    async fn run(self) {
+        let tmp = self.path.with_extension("tmp");
+        let mut tick = tokio::time::interval(LIFE_TICK);
+        loop {
+            tick.tick().await;
+            let written = std::fs::write(&tmp, now_ms().to_string())
+                .and_then(|()| std::fs::rename(&tmp, &self.path));
+            if let Err(e) = written {
+                tracing::debug!(error = %e, "cannot write the host's sign of life");
+            }
+        }
+    }
 }
 
 impl Host {
@@ -133,6 +180,15 @@ impl Host {
             EpochTicker::start(engine, Duration::from_millis(config.runtime.epoch_tick_ms));
         let ai = AiService::new(config.ai.clone());
         let runtime = Runtime::new(registry, store, &config, ai);
+        // Time the host was not running is nobody's: guests that keep clocks ask for it.
+        let life = LifeRecord::new(&config.data_dir);
+        if let Some((from, to)) = life.last_outage() {
+            tracing::info!(
+                down_ms = to - from,
+                "the host was down since its last sign of life"
+            );
+            runtime.record_outage(from, to);
+        }
         // The same probe a deploy passes: never start on a version that cannot start.
         runtime.probe_loaded().await.map_err(StartError::Starting)?;
 
@@ -189,6 +245,7 @@ impl Host {
             }
         });
         let alarms = tokio::spawn(crate::alarms::run(runtime.clone()));
+        let life = tokio::spawn(life.run());
         Ok(Host {
             addr,
             admin_addr,
@@ -198,6 +255,7 @@ impl Host {
             stop,
             server,
             alarms,
+            life,
             _ticker: ticker,
         })
     }
@@ -212,6 +270,8 @@ impl Host {
         let _ = self.server.await;
         let _ = self.admin.await;
         self.alarms.abort();
+        // Its last write (within a second) marks when the outage starts.
+        self.life.abort();
         self.runtime.shutdown(grace).await;
     }
 }

@@ -529,6 +529,10 @@ impl RoomObject {
 
     fn alarm(&mut self, h: &impl Host) {
         let before = self.room.clone();
+        // A turn the host was down during gets that time back before its deadline is judged.
+        if let Some(started) = self.room.turn_started(&self.settings) {
+            self.room.credit_downtime(h.downtime_since(started));
+        }
         let presence = Self::presence(h, None);
         match self.room.on_alarm(h.now_ms(), &presence, &self.settings) {
             AlarmOutcome::Cleanup => {

@@ -11,6 +11,8 @@
 /// What the game needs from the host. Socket ids are the host's.
 pub trait Host {
     fn now_ms(&self) -> u64;
+    /// Milliseconds the host was not running since `since`.
+    fn downtime_since(&self, since: u64) -> u64;
     fn object_name(&self) -> String;
     fn setting(&self, key: &str) -> Option<String>;
     fn get(&self, key: &str) -> Option<Vec<u8>>;
@@ -38,6 +40,10 @@ pub struct Sdk;
 impl Host for Sdk {
     fn now_ms(&self) -> u64 {
         lodge_sdk::now_ms()
+    }
+
+    fn downtime_since(&self, since: u64) -> u64 {
+        lodge_sdk::object::downtime_since(since)
     }
 
     fn object_name(&self) -> String {

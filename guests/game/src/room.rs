@@ -110,6 +110,9 @@ pub struct Game {
     pub turn_deadline: Option<u64>,
     /// The move count when `turn_deadline` was set: the deadline only applies to that turn.
     pub deadline_moves: usize,
+    /// Host downtime during this turn already added to `turn_deadline` (time the host was
+    /// not running is nobody's turn).
+    pub paused_ms: u64,
     pub started_at: Option<u64>,
     pub ended_at: Option<u64>,
 }
@@ -364,6 +367,7 @@ impl Room {
             game.turn = Some(color.other());
             game.turn_deadline = Some(now.saturating_add(settings.turn_ms));
             game.deadline_moves = game.moves.len();
+            game.paused_ms = 0;
         }
         Ok(())
     }
@@ -405,6 +409,34 @@ impl Room {
     /// joins before.
     pub fn emptied(&mut self, now: u64, settings: &Settings) {
         self.cleanup_at = Some(now.saturating_add(settings.cleanup_ms));
+    }
+
+    /// When the running turn started, while a game is on.
+    pub fn turn_started(&self, settings: &Settings) -> Option<u64> {
+        let game = &self.game;
+        if game.status != Status::Playing {
+            return None;
+        }
+        game.turn_deadline.map(|d| {
+            d.saturating_sub(settings.turn_ms)
+                .saturating_sub(game.paused_ms)
+        })
+    }
+
+    /// `down` ms of host downtime fell in the running turn (since [`Room::turn_started`]):
+    /// the deadline moves by what was not added yet, so the player to move loses nothing to
+    /// a host restart. Returns whether it moved.
+    pub fn credit_downtime(&mut self, down: u64) -> bool {
+        let game = &mut self.game;
+        let owed = down.saturating_sub(game.paused_ms);
+        match &mut game.turn_deadline {
+            Some(deadline) if game.status == Status::Playing && owed > 0 => {
+                *deadline = deadline.saturating_add(owed);
+                game.paused_ms = down;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The alarm fired. Idempotent: running it again with the same inputs after it took
@@ -749,6 +781,36 @@ mod tests {
         r.game.deadline_moves = 0;
         assert_eq!(r.on_alarm(100_000, &BOTH, &S), AlarmOutcome::Nothing);
         assert_eq!(r.game.status, Status::Playing);
+    }
+
+    #[test]
+    fn host_downtime_in_a_turn_is_nobodys_time() {
+        let mut r = playing(); // red to move since 1_000, deadline 31_000
+        assert_eq!(r.turn_started(&S), Some(1_000));
+        // The host was down from 10_000 to 60_000: its alarm fires at 60_000, late.
+        assert!(r.credit_downtime(50_000));
+        assert_eq!(r.game.turn_deadline, Some(81_000));
+        assert_eq!(
+            r.turn_started(&S),
+            Some(1_000),
+            "the turn still started then"
+        );
+        assert_eq!(
+            r.on_alarm(60_000, &Presence::default(), &S),
+            AlarmOutcome::Nothing
+        );
+        assert_eq!(
+            r.game.status,
+            Status::Playing,
+            "not abandoned for the outage"
+        );
+        // Asked again with the same outage: nothing more is owed.
+        assert!(!r.credit_downtime(50_000));
+        assert_eq!(r.game.turn_deadline, Some(81_000));
+        // The next move starts a turn with no credit.
+        r.play(0, 3, 62_000, &S).unwrap();
+        assert_eq!(r.game.paused_ms, 0);
+        assert_eq!(r.game.turn_deadline, Some(92_000));
     }
 
     #[test]

@@ -65,6 +65,11 @@ pub mod object {
     pub fn setting(key: &str) -> Option<String> {
         raw::setting(key)
     }
+    /// Milliseconds the host was not running since `since` (ms since the epoch): time a
+    /// clock-keeping object should charge to nobody (e.g. a turn timer).
+    pub fn downtime_since(since: u64) -> u64 {
+        raw::downtime_since(since)
+    }
     /// A class setting parsed as a number (or anything `FromStr`), else `default`.
     pub fn setting_or<T: std::str::FromStr>(key: &str, default: T) -> T {
         raw::setting(key)

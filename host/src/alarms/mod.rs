@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tracing::Instrument;
 
@@ -14,18 +14,12 @@ use crate::config::AlarmConfig;
 use crate::object::{ObjectId, ObjectRef};
 use crate::runtime::{AlarmOutcome, EventError, Runtime};
 use crate::storage::AlarmChange;
+use lodge_core::time::now_ms;
 
 /// Alarms read per pass; more due ones are picked up by the next pass.
 const BATCH: usize = 256;
 /// The longest the scheduler sleeps without looking again.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// Runs the scheduler until the runtime shuts down.
 pub async fn run(runtime: Runtime) {

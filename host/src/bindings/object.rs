@@ -19,4 +19,11 @@ impl Host for HostState {
     async fn setting(&mut self, key: String) -> wasmtime::Result<Option<String>> {
         Ok(self.object.settings.get(&key).cloned())
     }
+
+    async fn downtime_since(&mut self, since: u64) -> wasmtime::Result<u64> {
+        Ok(self
+            .object
+            .host_outage
+            .map_or(0, |(from, to)| to.saturating_sub(from.max(since))))
+    }
 }

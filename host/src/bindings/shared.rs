@@ -170,6 +170,8 @@ pub struct ObjectShared {
     /// Host-wide source of AI stream ids: one id names a stream in logs, metrics and to
     /// the guest.
     pub stream_ids: Arc<AtomicU64>,
+    /// The host's last outage `(from, to)` in ms since the epoch, if it knows one.
+    pub host_outage: Option<(u64, u64)>,
     sockets: Mutex<SocketTable>,
     overlay: Mutex<Overlay>,
     streams: Mutex<Streams>,
@@ -188,6 +190,7 @@ pub struct ObjectSetup {
     pub store: Store,
     pub ai: AiService,
     pub stream_ids: Arc<AtomicU64>,
+    pub host_outage: Option<(u64, u64)>,
 }
 
 impl ObjectShared {
@@ -200,6 +203,7 @@ impl ObjectShared {
             store,
             ai,
             stream_ids,
+            host_outage,
         } = setup;
         ObjectShared {
             object,
@@ -208,6 +212,7 @@ impl ObjectShared {
             store,
             ai,
             stream_ids,
+            host_outage,
             sockets: Mutex::default(),
             overlay: Mutex::default(),
             streams: Mutex::default(),

@@ -20,7 +20,6 @@ use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use manifest::{ClassRecord, Manifest, Source, VersionInfo};
 
@@ -29,6 +28,7 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
 use crate::bindings::{HostState, ObjectClassPre};
+use lodge_core::time::now_ms;
 
 /// Why a component could not become a class version.
 #[derive(Debug, thiserror::Error)]
@@ -84,13 +84,6 @@ pub enum Origin {
     Config,
     /// Created by a deploy through the admin API.
     Deploy,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// One compiled, validated component of a class.

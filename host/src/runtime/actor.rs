@@ -105,6 +105,7 @@ pub(super) fn object_shared(rt: &Inner, object: ObjectRef) -> Arc<ObjectShared> 
         store: rt.store.clone(),
         ai: rt.ai.clone(),
         stream_ids: rt.stream_ids.clone(),
+        host_outage: rt.host_outage.get().copied(),
     }))
 }
 

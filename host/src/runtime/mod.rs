@@ -150,6 +150,8 @@ pub(crate) struct Inner {
     socket_ids: AtomicU64,
     stream_ids: Arc<AtomicU64>,
     alarm_wake: Arc<Notify>,
+    /// The host's last outage `(from, to)`, set once at start.
+    host_outage: std::sync::OnceLock<(u64, u64)>,
     shutting_down: AtomicBool,
     metrics: Metrics,
 }
@@ -240,6 +242,7 @@ impl Runtime {
                 socket_ids: AtomicU64::new(1),
                 stream_ids: Arc::new(AtomicU64::new(1)),
                 alarm_wake: Arc::new(Notify::new()),
+                host_outage: std::sync::OnceLock::new(),
                 shutting_down: AtomicBool::new(false),
                 metrics: Metrics::default(),
             }),
@@ -304,6 +307,12 @@ impl Runtime {
             .store
             .health()
             .map_err(|why| format!("storage: {why}"))
+    }
+
+    /// Records the host's last outage (from its last sign of life to this start), which
+    /// guests read with `object.downtime-since`. Set once, before any object runs.
+    pub fn record_outage(&self, from_ms: u64, to_ms: u64) {
+        let _ = self.inner.host_outage.set((from_ms, to_ms));
     }
 
     /// The alarms' retry policy.

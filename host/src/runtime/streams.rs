@@ -201,6 +201,7 @@ mod tests {
             store: Store::open(dir.path(), &Default::default()).unwrap(),
             ai: service.clone(),
             stream_ids: Default::default(),
+            host_outage: None,
         });
         let (tx, rx) = mpsc::channel(8);
         Fixture {

@@ -32,6 +32,8 @@ struct World {
     /// Frames of the running event (released when it ends without a panic).
     pending: Vec<(u64, String)>,
     random: u64,
+    /// The host's last outage `(from, to)`, as the real host reports it.
+    outage: Option<(u64, u64)>,
 }
 
 struct Fake(RefCell<World>);
@@ -39,6 +41,12 @@ struct Fake(RefCell<World>);
 impl Host for Fake {
     fn now_ms(&self) -> u64 {
         self.0.borrow().now
+    }
+    fn downtime_since(&self, since: u64) -> u64 {
+        self.0
+            .borrow()
+            .outage
+            .map_or(0, |(from, to)| to.saturating_sub(from.max(since)))
     }
     fn object_name(&self) -> String {
         self.0.borrow().name.clone()
