@@ -1,6 +1,7 @@
-// What the editor page's browser scripts share: their arguments, the TAP-like `check`
-// lines and final `N passed, N failed` summary the Rust tests read, and Chromium started
-// the way this machine allows (Debian's package, no background networking).
+// What the document's Node scripts share (the browser ones and the Yjs interop one): their
+// arguments, the TAP-like `check` lines and final `N passed, N failed` summary the Rust
+// tests read, and Chromium started the way this machine allows (Debian's package, no
+// background networking).
 
 import { chromium } from 'playwright-core'
 

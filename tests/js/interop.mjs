@@ -22,6 +22,8 @@ import { WebsocketProvider } from 'y-websocket'
 import WebSocket from 'ws'
 import * as readline from 'node:readline'
 
+import { check, parseArgs, run } from './harness.mjs'
+
 const args = parseArgs(process.argv.slice(2))
 const BASE = (args.url || 'http://127.0.0.1:8080').replace(/\/$/, '')
 const CLASS = args.class || 'doc'
@@ -32,18 +34,6 @@ const ROUNDS = Number(args.rounds || 1)
 const WAIT_MS = Number(args.wait || 60000)
 let seed = Number(args.seed || 1) >>> 0 || 1
 
-function parseArgs (argv) {
-  const out = {}
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]
-    if (!a.startsWith('--')) continue
-    const key = a.slice(2)
-    if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) out[key] = argv[++i]
-    else out[key] = true
-  }
-  return out
-}
-
 // xorshift32: the edits are reproducible from --seed.
 function rand () {
   seed ^= seed << 13; seed >>>= 0
@@ -52,13 +42,6 @@ function rand () {
   return seed / 4294967296
 }
 const randInt = (n) => Math.floor(rand() * n)
-
-let passed = 0
-let failed = 0
-function check (name, ok, detail = '') {
-  if (ok) { passed++; console.log(`ok - ${name}`) } else { failed++; console.log(`not ok - ${name}${detail ? ': ' + detail : ''}`) }
-  return ok
-}
 
 /** Resolves when `pred()` holds, re-checking whenever one of `sources` ([emitter, event]) fires. */
 function waitUntil (what, pred, sources, timeout = WAIT_MS) {
@@ -351,10 +334,4 @@ async function main () {
   console.log(`FINAL ${JSON.stringify(final)}`)
 }
 
-main().catch((e) => {
-  failed++
-  console.log(`not ok - ${e && e.stack ? e.stack : e}`)
-}).finally(() => {
-  console.log(`${passed} passed, ${failed} failed`)
-  process.exit(failed === 0 ? 0 : 1)
-})
+run(main)

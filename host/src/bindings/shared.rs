@@ -160,18 +160,10 @@ impl Streams {
 }
 
 /// The state an object's actor, gate, socket tasks and AI tasks share; it lives as long
-/// as the object's entry on this host. See the module docs for the lock order.
+/// as the object's entry on this host. See the module docs for the lock order. Its
+/// immutable part ([`ObjectSetup`]) is reached through `Deref`.
 pub struct ObjectShared {
-    pub object: ObjectRef,
-    pub settings: Arc<BTreeMap<String, String>>,
-    pub limits: Limits,
-    pub store: Store,
-    pub ai: AiService,
-    /// Host-wide source of AI stream ids: one id names a stream in logs, metrics and to
-    /// the guest.
-    pub stream_ids: Arc<AtomicU64>,
-    /// The host's last outage `(from, to)` in ms since the epoch, if it knows one.
-    pub host_outage: Option<(u64, u64)>,
+    setup: ObjectSetup,
     sockets: Mutex<SocketTable>,
     overlay: Mutex<Overlay>,
     streams: Mutex<Streams>,
@@ -189,30 +181,25 @@ pub struct ObjectSetup {
     pub limits: Limits,
     pub store: Store,
     pub ai: AiService,
+    /// Host-wide source of AI stream ids: one id names a stream in logs, metrics and to
+    /// the guest.
     pub stream_ids: Arc<AtomicU64>,
+    /// The host's last outage `(from, to)` in ms since the epoch, if it knows one.
     pub host_outage: Option<(u64, u64)>,
+}
+
+impl Deref for ObjectShared {
+    type Target = ObjectSetup;
+    fn deref(&self) -> &ObjectSetup {
+        &self.setup
+    }
 }
 
 impl ObjectShared {
     /// The shared state of an object with no sockets, pending writes or streams.
     pub fn new(setup: ObjectSetup) -> ObjectShared {
-        let ObjectSetup {
-            object,
-            settings,
-            limits,
-            store,
-            ai,
-            stream_ids,
-            host_outage,
-        } = setup;
         ObjectShared {
-            object,
-            settings,
-            limits,
-            store,
-            ai,
-            stream_ids,
-            host_outage,
+            setup,
             sockets: Mutex::default(),
             overlay: Mutex::default(),
             streams: Mutex::default(),
