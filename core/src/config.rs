@@ -185,14 +185,24 @@ impl Default for ConnectionsConfig {
 pub struct StorageConfig {
     /// Writes that add data are refused while the data directory's file system has less
     /// than this free (default 256 MiB), so a full disk never wedges the database and
-    /// deletes still work.
+    /// deletes still work. Applies to the redb engine (PostgreSQL's disk is the
+    /// database server's).
     pub min_free_bytes: u64,
+    /// Store objects in PostgreSQL instead of redb in the data dir:
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (also `--storage` and
+    /// `LODGE_STORAGE`). lodge creates and migrates its tables at start.
+    pub url: Option<String>,
+    /// How long a PostgreSQL commit or read may take before it counts as failed
+    /// (default 10 000): the events of a commit that times out are reported failed.
+    pub timeout_ms: u64,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             min_free_bytes: 256 << 20,
+            url: None,
+            timeout_ms: 10_000,
         }
     }
 }

@@ -133,7 +133,8 @@ impl Host {
         })?;
         let (admin_token, token_file) =
             crate::admin::resolve_token(&config.admin, &config.data_dir)?;
-        let store = Store::open(&config.data_dir, &config.storage)?;
+        let store = Store::open(&config.data_dir, &config.storage).await?;
+        tracing::info!(storage = %store.describe(), "storage opened");
         let engine = build_engine(&config.runtime, config.max_memory_bytes())
             .map_err(|e| StartError::Engine(format!("{e:#}")))?;
         let linker = bindings::linker(&engine).map_err(|e| StartError::Engine(format!("{e:#}")))?;

@@ -2,6 +2,10 @@
 //! A backup is a folder: `lodge.redb` (one consistent MVCC snapshot of every object's
 //! data and alarms, taken while the writer keeps committing), `registry.json` and the
 //! kept components. Compiled artifacts are not copied: they are rebuilt on first start.
+//!
+//! This is the redb engine's backup. On PostgreSQL the database is the operator's, and
+//! its own tools do it better (`pg_dump`, base backups with WAL archiving for
+//! point-in-time recovery): `lodge backup` says so instead of copying tables itself.
 
 use std::path::{Path, PathBuf};
 
@@ -93,7 +97,14 @@ pub fn backup(
         return Err(BackupError::Exists(dir.to_path_buf()));
     }
     std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
-    let objects = store.backup_to(&dir.join("lodge.redb"))?;
+    let objects = match store.backup_to(&dir.join("lodge.redb")) {
+        Ok(n) => n,
+        Err(e) => {
+            // Leave no half-made folder behind (PostgreSQL refuses before writing any).
+            let _ = std::fs::remove_dir(dir);
+            return Err(e.into());
+        }
+    };
     let components = registry
         .copy_to(dir)
         .map_err(io(format!("copying the registry into {}", dir.display())))?;

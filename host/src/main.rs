@@ -178,6 +178,10 @@ struct ServeArgs {
     /// Override `data_dir`.
     #[arg(long, env = "LODGE_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Store objects in PostgreSQL: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE
+    /// (overrides `[storage] url`). Without it: redb in the data dir.
+    #[arg(long, env = "LODGE_STORAGE", hide_env_values = true)]
+    storage: Option<String>,
 }
 
 /// mimalloc instead of glibc's malloc: events allocate on the worker threads and their
@@ -324,6 +328,9 @@ fn load_config(args: &ServeArgs) -> Result<Config> {
     }
     if let Some(dir) = &args.data_dir {
         config.data_dir = dir.clone();
+    }
+    if let Some(url) = &args.storage {
+        config.storage.url = Some(url.clone());
     }
     if config.classes.is_empty() {
         config.classes = config::shipped_classes(Path::new("."));

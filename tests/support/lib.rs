@@ -4,6 +4,7 @@
 //! deadlines instead of sleeping.
 
 pub mod fake_ai;
+pub mod postgres;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -179,8 +180,14 @@ impl HostConfig {
         self
     }
 
-    fn render(&self, data_dir: &Path) -> String {
+    fn render(&self, data_dir: &Path, storage: Option<&str>) -> String {
         let mut sections: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        if let Some(url) = storage {
+            sections
+                .entry("[storage]".into())
+                .or_default()
+                .push(format!("url = {url:?}"));
+        }
         for block in &self.extra {
             let (head, body) = block.split_once('\n').unwrap_or((block, ""));
             sections
@@ -224,9 +231,20 @@ impl HostConfig {
             .data_dir
             .clone()
             .unwrap_or_else(|| dir.path().join("data"));
+        let storage = match postgres::engine() {
+            postgres::Engine::Redb => None,
+            postgres::Engine::Postgres => {
+                let data_dir = data_dir.clone();
+                Some(
+                    tokio::task::spawn_blocking(move || postgres::database_for(&data_dir))
+                        .await??,
+                )
+            }
+        };
         let mut host = Host {
             config: self,
             dir,
+            storage,
             data_dir,
             child: None,
             addr: "127.0.0.1:0".parse().expect("addr"),
@@ -280,6 +298,8 @@ impl LogLines {
 pub struct Host {
     config: HostConfig,
     dir: tempfile::TempDir,
+    /// The PostgreSQL database the host stores its objects in (`LODGE_TEST_ENGINE`).
+    storage: Option<String>,
     data_dir: PathBuf,
     child: Option<Child>,
     /// The public listener.
@@ -306,7 +326,10 @@ pub fn lodge_bin() -> PathBuf {
 impl Host {
     async fn spawn(&mut self) -> Result<()> {
         let config_path = self.dir.path().join("lodge.toml");
-        std::fs::write(&config_path, self.config.render(&self.data_dir))?;
+        std::fs::write(
+            &config_path,
+            self.config.render(&self.data_dir, self.storage.as_deref()),
+        )?;
         let mut cmd = Command::new(lodge_bin());
         cmd.args(["serve", "--config"])
             .arg(&config_path)
@@ -446,6 +469,12 @@ impl Host {
     /// The config file the host runs with.
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("lodge.toml")
+    }
+
+    /// The PostgreSQL database the host stores its objects in, when the run uses that
+    /// engine.
+    pub fn storage_url(&self) -> Option<&str> {
+        self.storage.as_deref()
     }
 
     /// The data dir (kept across restarts).

@@ -163,7 +163,7 @@ async fn handle(admin: &Admin, req: hyper::Request<Incoming>) -> HttpResponse {
     }
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
-        (Method::GET, ["metrics"]) => metrics(admin),
+        (Method::GET, ["metrics"]) => metrics(admin).await,
         (Method::GET, ["classes"]) => {
             let registry = admin.runtime.registry();
             let classes: Vec<api::ClassSummary> = registry
@@ -257,8 +257,8 @@ async fn handle(admin: &Admin, req: hyper::Request<Incoming>) -> HttpResponse {
                 Err(e) => deploy_error(class, &e),
             }
         }
-        (Method::GET, ["classes", class, "objects"]) => list_objects(admin, class),
-        (Method::GET, ["classes", class, "objects", name]) => inspect(admin, class, name),
+        (Method::GET, ["classes", class, "objects"]) => list_objects(admin, class).await,
+        (Method::GET, ["classes", class, "objects", name]) => inspect(admin, class, name).await,
         (Method::POST, ["classes", class, "objects", name, "evict"]) => {
             match object_ref(admin, class, name) {
                 Ok(object) => ok(&api::EvictReply {
@@ -306,6 +306,11 @@ async fn handle(admin: &Admin, req: hyper::Request<Incoming>) -> HttpResponse {
                 Ok(Err(e @ crate::backup::BackupError::Exists(_))) => {
                     error(StatusCode::CONFLICT, e.to_string())
                 }
+                Ok(Err(
+                    e @ crate::backup::BackupError::Storage(
+                        crate::storage::StorageError::Unsupported(_),
+                    ),
+                )) => error(StatusCode::NOT_IMPLEMENTED, e.to_string()),
                 Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
                 Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             }
@@ -342,30 +347,27 @@ fn object_ref(
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid object name: {e}")))
 }
 
-fn list_objects(admin: &Admin, class: &str) -> HttpResponse {
+async fn list_objects(admin: &Admin, class: &str) -> HttpResponse {
     if admin.runtime.registry().class(class).is_none() {
         return error(StatusCode::NOT_FOUND, format!("no class named '{class}'"));
     }
     let store = admin.runtime.store();
-    let objects = match store.objects() {
+    let objects = match store.objects().await {
         Ok(o) => o,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    let list: Vec<api::ObjectSummary> = objects
-        .into_iter()
-        .filter(|(_, meta)| meta.class == class)
-        .map(|(id, meta)| {
-            let status = admin.runtime.status(id);
-            api::ObjectSummary {
-                name: meta.name,
-                id: id.to_hex(),
-                live: status.live,
-                sockets: status.sockets,
-                storage_bytes: meta.usage,
-                next_alarm_ms: store.alarm(id).ok().flatten().map(|a| a.at_ms),
-            }
-        })
-        .collect();
+    let mut list: Vec<api::ObjectSummary> = Vec::new();
+    for (id, meta) in objects.into_iter().filter(|(_, meta)| meta.class == class) {
+        let status = admin.runtime.status(id);
+        list.push(api::ObjectSummary {
+            name: meta.name,
+            id: id.to_hex(),
+            live: status.live,
+            sockets: status.sockets,
+            storage_bytes: meta.usage,
+            next_alarm_ms: store.alarm(id).await.ok().flatten().map(|a| a.at_ms),
+        });
+    }
     ok(&list)
 }
 
@@ -388,7 +390,7 @@ fn remove_class(admin: &Admin, class: &str) -> HttpResponse {
 /// The most an inspection reads (keys and values).
 const INSPECT_BYTES: usize = 64 << 20;
 
-fn inspect(admin: &Admin, class: &str, name: &str) -> HttpResponse {
+async fn inspect(admin: &Admin, class: &str, name: &str) -> HttpResponse {
     let object = match object_ref(admin, class, name) {
         Ok(o) => o,
         Err(resp) => return resp,
@@ -396,7 +398,10 @@ fn inspect(admin: &Admin, class: &str, name: &str) -> HttpResponse {
     let store = admin.runtime.store();
     let all = crate::storage::KeyRange::new(None, None, None);
     // Committed state only: an inspection never blocks or wakes the object.
-    let entries = match store.scan(object.id, &all, false, 10_000, INSPECT_BYTES) {
+    let entries = match store
+        .scan(object.id, &all, false, 10_000, INSPECT_BYTES)
+        .await
+    {
         Ok(e) => e,
         Err(crate::storage::StorageError::ReadBudget(max)) => {
             return error(
@@ -409,7 +414,7 @@ fn inspect(admin: &Admin, class: &str, name: &str) -> HttpResponse {
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     let status = admin.runtime.status(object.id);
-    let alarm = store.alarm(object.id).ok().flatten();
+    let alarm = store.alarm(object.id).await.ok().flatten();
     ok(&api::ObjectDetail {
         object: object.to_string(),
         id: object.id.to_hex(),
@@ -457,7 +462,7 @@ async fn deploy(admin: &Admin, class: String, body: Bytes, label: Option<String>
     }
 }
 
-fn metrics(admin: &Admin) -> HttpResponse {
+async fn metrics(admin: &Admin) -> HttpResponse {
     use crate::metrics::header;
     use crate::runtime::EventKind;
     let rt = &admin.runtime;
@@ -501,7 +506,7 @@ fn metrics(admin: &Admin) -> HttpResponse {
             "lodge_alarms_pending",
             "gauge",
             "Alarms stored and not yet handled.",
-            rt.store().alarm_count().unwrap_or(0),
+            rt.store().alarm_count().await.unwrap_or(0),
         ),
         (
             "lodge_alarms_fired_total",

@@ -27,7 +27,7 @@ pub async fn run(runtime: Runtime) {
     let in_flight: Arc<Mutex<HashSet<ObjectId>>> = Arc::default();
     let mut unserved = HashMap::new();
     loop {
-        let next_due = match dispatch_due(&runtime, &in_flight, &mut unserved) {
+        let next_due = match dispatch_due(&runtime, &in_flight, &mut unserved).await {
             Ok(next) => next,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read alarms");
@@ -49,7 +49,7 @@ pub async fn run(runtime: Runtime) {
 /// not-yet-due alarm is due. A due alarm whose class this host does not serve (removed
 /// from the config, or not deployed yet) is kept, not dropped: it waits in `unserved` and
 /// fires once the class is served again (a deploy wakes the scheduler).
-fn dispatch_due(
+async fn dispatch_due(
     runtime: &Runtime,
     in_flight: &Arc<Mutex<HashSet<ObjectId>>>,
     unserved: &mut HashMap<ObjectId, String>,
@@ -57,7 +57,10 @@ fn dispatch_due(
     let now = now_ms();
     unserved.retain(|_, class| runtime.registry().class(class).is_none());
     let busy = in_flight.lock().expect("in-flight lock").len();
-    let alarms = runtime.store().next_alarms(BATCH + busy + unserved.len())?;
+    let alarms = runtime
+        .store()
+        .next_alarms(BATCH + busy + unserved.len())
+        .await?;
     for alarm in alarms {
         if unserved.contains_key(&alarm.object) {
             continue;
@@ -72,7 +75,7 @@ fn dispatch_due(
         {
             continue;
         }
-        let Some(meta) = runtime.store().object_meta(alarm.object)? else {
+        let Some(meta) = runtime.store().object_meta(alarm.object).await? else {
             in_flight
                 .lock()
                 .expect("in-flight lock")

@@ -19,7 +19,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::ai::CompletionRequest;
 use crate::sockets::Frame;
-use crate::storage::{EventWrites, StorageView};
+use crate::storage::{self as store, EventWrites, KeyRange, Layers};
 
 wasmtime::component::bindgen!({
     world: "object-class",
@@ -127,16 +127,53 @@ impl HostState {
         }
     }
 
-    /// Reads through the event's writes and the object's pending batches.
-    fn with_view<R>(&self, f: impl FnOnce(&StorageView<'_>) -> R) -> R {
+    /// Asks the pending layers (the event's writes, the object's batches not yet durable)
+    /// under the overlay's lock; what they leave open is read from committed storage
+    /// after the lock is released (see `storage::txn::Layers`).
+    fn layers<R>(&self, f: impl FnOnce(&Layers<'_>) -> R) -> R {
         let overlay = self.object.overlay();
-        let view = StorageView {
-            store: &self.object.store,
-            object: self.object.object.id,
+        f(&Layers {
             overlay: &overlay,
             event: &self.event.writes,
-        };
-        f(&view)
+        })
+    }
+
+    /// The value of `key` as this event sees it.
+    pub(crate) async fn read(
+        &mut self,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, store::StorageError> {
+        let lookup = self.layers(|l| l.get(key));
+        lookup
+            .resolve(&self.object.store, self.object.object.id, key)
+            .await
+    }
+
+    /// Entries in `range` as this event sees them.
+    pub(crate) async fn read_list(
+        &mut self,
+        range: &KeyRange,
+        reverse: bool,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<store::Entries, store::StorageError> {
+        let plan = self.layers(|l| l.list(range));
+        plan.run(
+            &self.object.store,
+            self.object.object.id,
+            range,
+            reverse,
+            limit,
+            max_bytes,
+        )
+        .await
+    }
+
+    /// The object's usage if this event committed now.
+    pub(crate) async fn read_usage(&mut self, committed: u64) -> Result<u64, store::StorageError> {
+        let plan = self.layers(|l| l.usage());
+        plan.run(&self.object.store, self.object.object.id, committed)
+            .await
     }
 
     /// Charges `bytes` to one of the event's budgets. `Err(detail)` (also logged, once per

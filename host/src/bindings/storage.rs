@@ -38,7 +38,10 @@ impl HostState {
     /// Refuses writes that would take the object past its quota. The fast path keeps
     /// an upper bound (committed usage + every byte written since, across events) and
     /// needs no reads; only near the quota is the exact usage computed.
-    fn check_quota(&mut self, entries: &[(&[u8], Option<&[u8]>)]) -> Result<(), StorageError> {
+    async fn check_quota(
+        &mut self,
+        entries: &[(&[u8], Option<&[u8]>)],
+    ) -> Result<(), StorageError> {
         let quota = self.object.limits.storage_bytes;
         let added: u64 = entries
             .iter()
@@ -55,7 +58,7 @@ impl HostState {
         let bound = match known {
             Some(b) => b,
             None => {
-                let committed = self.committed_usage().map_err(engine_error)?;
+                let committed = self.committed_usage().await.map_err(engine_error)?;
                 let pending = self.object.overlay().pending_bytes();
                 committed + pending
             }
@@ -64,22 +67,17 @@ impl HostState {
             *self.object.usage_bound() = Some(bound + added);
             return Ok(());
         }
-        let committed = self.committed_usage().map_err(engine_error)?;
-        let (usage, delta) = self
-            .with_view(|view| -> Result<(u64, i64), crate::storage::StorageError> {
-                let usage = view.usage(committed)?;
-                let mut delta = 0i64;
-                for (k, v) in entries {
-                    if let Some(old) = view.get(k)? {
-                        delta -= (k.len() + old.len()) as i64;
-                    }
-                    if let Some(v) = v {
-                        delta += (k.len() + v.len()) as i64;
-                    }
-                }
-                Ok((usage, delta))
-            })
-            .map_err(engine_error)?;
+        let committed = self.committed_usage().await.map_err(engine_error)?;
+        let usage = self.read_usage(committed).await.map_err(engine_error)?;
+        let mut delta = 0i64;
+        for (k, v) in entries {
+            if let Some(old) = self.read(k).await.map_err(engine_error)? {
+                delta -= (k.len() + old.len()) as i64;
+            }
+            if let Some(v) = v {
+                delta += (k.len() + v.len()) as i64;
+            }
+        }
         let after = (usage as i64 + delta).max(0) as u64;
         let refused = delta > 0 && after > quota;
         *self.object.usage_bound() = Some(if refused { usage } else { after });
@@ -93,8 +91,8 @@ impl HostState {
         Ok(())
     }
 
-    fn committed_usage(&self) -> Result<u64, crate::storage::StorageError> {
-        let meta = self.object.store.object_meta(self.object.object.id)?;
+    async fn committed_usage(&mut self) -> Result<u64, crate::storage::StorageError> {
+        let meta = self.object.store.object_meta(self.object.object.id).await?;
         Ok(meta.map_or(0, |m| m.usage))
     }
 }
@@ -105,7 +103,7 @@ impl Host for HostState {
         if let Err(e) = self.check_key(&key) {
             return Ok(Err(e));
         }
-        let value = match self.with_view(|v| v.get(&key)) {
+        let value = match self.read(&key).await {
             Ok(v) => v,
             Err(e) => return Ok(Err(engine_error(e))),
         };
@@ -127,7 +125,7 @@ impl Host for HostState {
         // the host hold N copies of its value.
         let mut values = Vec::with_capacity(keys.len().min(1024));
         for key in &keys {
-            let value = match self.with_view(|v| v.get(key)) {
+            let value = match self.read(key).await {
                 Ok(v) => v,
                 Err(e) => return Ok(Err(engine_error(e))),
             };
@@ -141,16 +139,14 @@ impl Host for HostState {
     }
 
     async fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Res<()> {
-        if let Err(e) = self
-            .check_key(&key)
-            .and_then(|_| self.check_value(&value))
-            .and_then(|_| self.check_quota(&[(&key, Some(&value))]))
-            .and_then(|_| {
-                self.charge(Budget::Write, key.len() + value.len())
-                    .map_err(StorageError::TooLarge)
-            })
-        {
+        if let Err(e) = self.check_key(&key).and_then(|_| self.check_value(&value)) {
             return Ok(Err(e));
+        }
+        if let Err(e) = self.check_quota(&[(&key, Some(&value))]).await {
+            return Ok(Err(e));
+        }
+        if let Err(detail) = self.charge(Budget::Write, key.len() + value.len()) {
+            return Ok(Err(StorageError::TooLarge(detail)));
         }
         self.event.writes.writes.insert(key, Some(value));
         Ok(Ok(()))
@@ -174,11 +170,11 @@ impl Host for HostState {
             .iter()
             .map(|(k, v)| k.len() + v.map_or(0, <[u8]>::len))
             .sum();
-        if let Err(e) = self.check_quota(&pairs).and_then(|_| {
-            self.charge(Budget::Write, bytes)
-                .map_err(StorageError::TooLarge)
-        }) {
+        if let Err(e) = self.check_quota(&pairs).await {
             return Ok(Err(e));
+        }
+        if let Err(detail) = self.charge(Budget::Write, bytes) {
+            return Ok(Err(StorageError::TooLarge(detail)));
         }
         for e in entries {
             self.event.writes.writes.insert(e.key, Some(e.value));
@@ -190,7 +186,7 @@ impl Host for HostState {
         if let Err(e) = self.check_key(&key) {
             return Ok(Err(e));
         }
-        let existed = match self.with_view(|v| v.get(&key)) {
+        let existed = match self.read(&key).await {
             Ok(v) => v.is_some(),
             Err(e) => return Ok(Err(engine_error(e))),
         };
@@ -208,19 +204,21 @@ impl Host for HostState {
         let limit = options.limit.map_or(usize::MAX, |l| l as usize);
         let budget = self.object.limits.max_read_bytes_per_event;
         let left = (budget as u64).saturating_sub(self.event.spent[Budget::Read as usize]);
-        let entries =
-            match self.with_view(|v| v.list(&range, options.reverse, limit, left as usize)) {
-                Ok(entries) => entries,
-                Err(crate::storage::StorageError::ReadBudget(_)) => {
-                    let detail = self.over_budget(
-                        Budget::Read,
-                        "this list would read more: list fewer entries (a `limit`, a narrower \
+        let entries = match self
+            .read_list(&range, options.reverse, limit, left as usize)
+            .await
+        {
+            Ok(entries) => entries,
+            Err(crate::storage::StorageError::ReadBudget(_)) => {
+                let detail = self.over_budget(
+                    Budget::Read,
+                    "this list would read more: list fewer entries (a `limit`, a narrower \
                          range)",
-                    );
-                    return Ok(Err(StorageError::TooLarge(detail)));
-                }
-                Err(e) => return Ok(Err(engine_error(e))),
-            };
+                );
+                return Ok(Err(StorageError::TooLarge(detail)));
+            }
+            Err(e) => return Ok(Err(engine_error(e))),
+        };
         let bytes = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
         if let Err(detail) = self.charge(Budget::Read, bytes) {
             return Ok(Err(StorageError::TooLarge(detail)));
@@ -239,11 +237,11 @@ impl Host for HostState {
     }
 
     async fn usage(&mut self) -> Res<u64> {
-        let committed = match self.committed_usage() {
+        let committed = match self.committed_usage().await {
             Ok(c) => c,
             Err(e) => return Ok(Err(engine_error(e))),
         };
-        Ok(self.with_view(|v| v.usage(committed)).map_err(engine_error))
+        Ok(self.read_usage(committed).await.map_err(engine_error))
     }
 
     async fn quota(&mut self) -> wasmtime::Result<u64> {

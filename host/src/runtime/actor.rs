@@ -148,13 +148,7 @@ impl Actor {
     async fn run(mut self) {
         // Before any event: the alarm as committed (a previous actor of this object
         // retired only once its last commit had landed).
-        self.alarm = match self.rt.store.alarm(self.entry.object().id) {
-            Ok(a) => a.map(|a| (a.at_ms, a.retry)),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the object's alarm");
-                None
-            }
-        };
+        self.load_alarm().await;
         let idle = Duration::from_millis(self.rt.config.idle_timeout_ms);
         loop {
             if self.instance.is_none() && self.try_retire() {
@@ -189,12 +183,12 @@ impl Actor {
                         self.evict("requested");
                     }
                 }
-                Envelope::Delete(done) => self.delete(done),
+                Envelope::Delete(done) => self.delete(done).await,
                 Envelope::ChangeAlarm {
                     due_ms,
                     change,
                     done,
-                } => self.change_alarm(due_ms, change, done),
+                } => self.change_alarm(due_ms, change, done).await,
                 Envelope::Wake => {}
             }
         }
@@ -300,7 +294,18 @@ impl Actor {
 
     /// Before anything that commits: the event's epoch, and a fresh start from durable
     /// state if a commit failed since the last one.
-    fn begin(&mut self) {
+    /// The object's alarm as committed.
+    async fn load_alarm(&mut self) {
+        self.alarm = match self.rt.store.alarm(self.entry.object().id).await {
+            Ok(a) => a.map(|a| (a.at_ms, a.retry)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the object's alarm");
+                None
+            }
+        };
+    }
+
+    async fn begin(&mut self) {
         let begin = self.entry.commits.begin();
         self.epoch = begin.epoch;
         if begin.restart {
@@ -309,19 +314,13 @@ impl Actor {
             self.drop_instance();
             self.entry.shared.overlay().reset();
             *self.entry.shared.usage_bound() = None;
-            self.alarm = match self.rt.store.alarm(self.entry.object().id) {
-                Ok(a) => a.map(|a| (a.at_ms, a.retry)),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the object's alarm");
-                    None
-                }
-            };
+            self.load_alarm().await;
         }
     }
 
     async fn handle(&mut self, event: Event) {
         self.rt.metrics.events.fetch_add(1, Ordering::Relaxed);
-        self.begin();
+        self.begin().await;
         // An AI event for a stream that was cancelled or already finished is dropped.
         if let Event::Ai { stream, event } = &event {
             let mut streams = self.entry.shared.streams();
@@ -489,8 +488,8 @@ impl Actor {
 
     /// Erases the object: its instance, sockets, AI streams, storage and alarm. The erase
     /// is ordered after every earlier event's commit like any other batch.
-    fn delete(&mut self, done: tokio::sync::oneshot::Sender<Result<(), EventError>>) {
-        self.begin();
+    async fn delete(&mut self, done: tokio::sync::oneshot::Sender<Result<(), EventError>>) {
+        self.begin().await;
         self.drop_instance();
         self.entry.shared.streams().cancel_all();
         let sockets = self.entry.shared.sockets().ids();
@@ -686,13 +685,13 @@ impl Actor {
 
     /// The scheduler retries or drops the alarm that was due at `due_ms`, unless an event
     /// changed it meanwhile.
-    fn change_alarm(
+    async fn change_alarm(
         &mut self,
         due_ms: u64,
         change: AlarmChange,
         done: tokio::sync::oneshot::Sender<bool>,
     ) {
-        self.begin();
+        self.begin().await;
         if self.alarm.map(|(at, _)| at) != Some(due_ms) {
             let _ = done.send(false);
             return;

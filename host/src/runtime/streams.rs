@@ -198,7 +198,7 @@ mod tests {
             },
             settings: Arc::new(BTreeMap::new()),
             limits: Default::default(),
-            store: Store::open(dir.path(), &Default::default()).unwrap(),
+            store: Store::open_redb(dir.path(), &Default::default()).unwrap(),
             ai: service.clone(),
             stream_ids: Default::default(),
             host_outage: None,

@@ -4,7 +4,7 @@
 //! error") until the database is opened again. So the writer, which sees every commit,
 //! owns recovery: after a failed commit it marks the database unhealthy and reopens it
 //! (redb's repair brings the file back to its last durable commit) right away, then at most
-//! once per [`RETRY`] while that fails. Meanwhile reads and commits fail fast with
+//! once per `writer::RETRY` while that fails. Meanwhile reads and commits fail fast with
 //! `Unavailable`, and `/readyz` says why, so a load balancer stops sending traffic.
 //!
 //! Trade-off: every read takes a read lock and clones an `Arc` (a few nanoseconds) so that
@@ -17,9 +17,6 @@ use std::time::{Duration, Instant};
 use redb::Database;
 
 use super::StorageError;
-
-/// How often a failed reopen is tried again.
-pub(super) const RETRY: Duration = Duration::from_secs(1);
 
 /// How long a reopen waits for readers of the old database to finish.
 const READERS_GONE: Duration = Duration::from_secs(5);
@@ -121,15 +118,15 @@ impl OpenDatabase {
 /// Opens the file and makes sure every table exists, so readers never meet a missing one.
 fn open_file(path: &Path) -> Result<Database, StorageError> {
     let open_err = |reason: String| StorageError::Open {
-        path: path.to_owned(),
+        what: path.display().to_string(),
         reason,
     };
     let db = Database::create(path).map_err(|e| open_err(e.to_string()))?;
     let txn = db.begin_write()?;
-    txn.open_table(super::DATA)?;
-    txn.open_table(super::OBJECTS)?;
-    txn.open_table(super::ALARMS)?;
-    txn.open_table(super::ALARM_INDEX)?;
+    txn.open_table(super::redb::DATA)?;
+    txn.open_table(super::redb::OBJECTS)?;
+    txn.open_table(super::redb::ALARMS)?;
+    txn.open_table(super::redb::ALARM_INDEX)?;
     txn.commit()?;
     Ok(db)
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::Pending;
+use super::writer::Pending;
 
 /// The data directory's free space, as the writer last measured it.
 pub(super) struct Space {

@@ -82,73 +82,150 @@ impl Overlay {
     }
 }
 
-/// A read view of one object through all three layers.
-pub struct StorageView<'a> {
-    pub store: &'a Store,
-    pub object: ObjectId,
+/// The pending layers of one object's reads: the event's own writes over the overlay.
+/// Borrowed under the overlay's lock, so each method answers at once and returns owned
+/// data: what is left to read from committed storage is then read without the lock (a
+/// PostgreSQL read is a round trip). That order is what makes it right: a key missing
+/// from the overlay now is either never written or already committed, because the
+/// overlay forgets a batch only after its commit.
+pub struct Layers<'a> {
     pub overlay: &'a Overlay,
     pub event: &'a EventWrites,
 }
 
-impl StorageView<'_> {
+/// What the pending layers say about one key.
+#[derive(Debug)]
+pub enum Lookup {
+    /// They decide it (a write, a delete or a clear).
+    Known(Option<Vec<u8>>),
+    /// Committed storage does.
+    Committed,
+}
+
+/// A listing's pending changes in range, to merge with what committed storage holds.
+#[derive(Debug)]
+pub struct ListPlan {
+    /// Everything committed is hidden by a pending clear.
+    base_hidden: bool,
+    changes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+/// What an object's usage is made of: pending writes and the committed values they replace.
+#[derive(Debug)]
+pub struct UsagePlan {
+    /// A pending clear hides everything committed: the usage is this total.
+    hidden_total: Option<u64>,
+    /// Each pending key and its new value's size (`None`: deleted).
+    keys: Vec<(Vec<u8>, Option<usize>)>,
+}
+
+impl Layers<'_> {
     fn base_hidden(&self) -> bool {
         self.event.clear || self.overlay.cleared.is_some()
     }
 
-    /// The value of `key` as this event sees it.
-    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+    /// The value of `key` as this event sees it, if the pending layers decide it.
+    pub fn get(&self, key: &[u8]) -> Lookup {
         if let Some(v) = self.event.writes.get(key) {
-            return Ok(v.clone());
+            return Lookup::Known(v.clone());
         }
         if self.event.clear {
-            return Ok(None);
+            return Lookup::Known(None);
         }
         if let Some((v, _)) = self.overlay.entries.get(key) {
-            return Ok(v.clone());
+            return Lookup::Known(v.clone());
         }
         if self.overlay.cleared.is_some() {
-            return Ok(None);
+            return Lookup::Known(None);
         }
-        self.store.get(self.object, key)
+        Lookup::Committed
     }
 
-    /// Entries in `range` as this event sees them, in key order or reversed, at most
-    /// `limit` of them and `max_bytes` of keys and values read.
-    pub fn list(
-        &self,
-        range: &KeyRange,
-        reverse: bool,
-        limit: usize,
-        max_bytes: usize,
-    ) -> Result<Entries, StorageError> {
-        // Pending changes in range: the event's writes shadow the overlay's.
-        let mut changes: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
+    /// The pending changes a listing of `range` merges in: the event's writes shadow the
+    /// overlay's.
+    pub fn list(&self, range: &KeyRange) -> ListPlan {
+        let mut changes = BTreeMap::new();
         if !self.event.clear {
             for (k, (v, _)) in &self.overlay.entries {
                 if range.contains(k) {
-                    changes.insert(k, v.as_deref());
+                    changes.insert(k.clone(), v.clone());
                 }
             }
         }
         for (k, v) in &self.event.writes {
             if range.contains(k) {
-                changes.insert(k, v.as_deref());
+                changes.insert(k.clone(), v.clone());
             }
         }
+        ListPlan {
+            base_hidden: self.base_hidden(),
+            changes,
+        }
+    }
+
+    /// What the object's usage would be made of if this event committed now.
+    pub fn usage(&self) -> UsagePlan {
+        let mut keys: BTreeMap<&[u8], Option<usize>> = BTreeMap::new();
+        if !self.event.clear {
+            for (k, (v, _)) in &self.overlay.entries {
+                keys.insert(k, v.as_ref().map(Vec::len));
+            }
+        }
+        for (k, v) in &self.event.writes {
+            keys.insert(k, v.as_ref().map(Vec::len));
+        }
+        let hidden_total = self.base_hidden().then(|| {
+            keys.iter()
+                .map(|(k, v)| v.map_or(0, |v| (k.len() + v) as u64))
+                .sum()
+        });
+        UsagePlan {
+            hidden_total,
+            keys: keys.into_iter().map(|(k, v)| (k.to_vec(), v)).collect(),
+        }
+    }
+}
+
+impl Lookup {
+    /// The value, reading committed storage if the pending layers did not decide it.
+    pub async fn resolve(
+        self,
+        store: &Store,
+        object: ObjectId,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        match self {
+            Lookup::Known(v) => Ok(v),
+            Lookup::Committed => store.get(object, key).await,
+        }
+    }
+}
+
+impl ListPlan {
+    /// Entries in `range` as the event sees them, in key order or reversed, at most
+    /// `limit` of them and `max_bytes` of keys and values read.
+    pub async fn run(
+        self,
+        store: &Store,
+        object: ObjectId,
+        range: &KeyRange,
+        reverse: bool,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Entries, StorageError> {
         // Each change can hide at most one committed entry, so reading `limit + changes`
         // committed entries is always enough to fill `limit` after merging.
-        let base = if self.base_hidden() {
+        let base = if self.base_hidden {
             Vec::new()
         } else {
-            let want = limit.saturating_add(changes.len());
-            self.store
-                .scan(self.object, range, reverse, want, max_bytes)?
+            let want = limit.saturating_add(self.changes.len());
+            store.scan(object, range, reverse, want, max_bytes).await?
         };
         let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = base.into_iter().collect();
-        for (k, v) in changes {
+        for (k, v) in self.changes {
             match v {
-                Some(v) => merged.insert(k.to_vec(), v.to_vec()),
-                None => merged.remove(k),
+                Some(v) => merged.insert(k, v),
+                None => merged.remove(&k),
             };
         }
         let out: Vec<_> = if reverse {
@@ -158,44 +235,27 @@ impl StorageView<'_> {
         };
         Ok(out)
     }
+}
 
-    /// Bytes of keys and values the object would store if this event committed now.
-    pub fn usage(&self, committed_usage: u64) -> Result<u64, StorageError> {
-        if self.base_hidden() {
-            // Everything committed is going away: count only what is pending.
-            let mut total = 0u64;
-            let mut seen = std::collections::BTreeSet::new();
-            for (k, v) in &self.event.writes {
-                seen.insert(k.as_slice());
-                if let Some(v) = v {
-                    total += (k.len() + v.len()) as u64;
-                }
-            }
-            if !self.event.clear {
-                for (k, (v, _)) in &self.overlay.entries {
-                    if !seen.contains(k.as_slice())
-                        && let Some(v) = v
-                    {
-                        total += (k.len() + v.len()) as u64;
-                    }
-                }
-            }
+impl UsagePlan {
+    /// Bytes of keys and values the object would store if the event committed now,
+    /// given its committed usage.
+    pub async fn run(
+        self,
+        store: &Store,
+        object: ObjectId,
+        committed_usage: u64,
+    ) -> Result<u64, StorageError> {
+        if let Some(total) = self.hidden_total {
             return Ok(total);
         }
         let mut usage = committed_usage as i64;
-        let mut keys: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
-        for (k, (v, _)) in &self.overlay.entries {
-            keys.insert(k, v.as_deref());
-        }
-        for (k, v) in &self.event.writes {
-            keys.insert(k, v.as_deref());
-        }
-        for (k, v) in keys {
-            if let Some(old) = self.store.get(self.object, k)? {
+        for (k, v) in self.keys {
+            if let Some(old) = store.get(object, &k).await? {
                 usage -= (k.len() + old.len()) as i64;
             }
             if let Some(v) = v {
-                usage += (k.len() + v.len()) as i64;
+                usage += (k.len() + v) as i64;
             }
         }
         Ok(usage.max(0) as u64)
@@ -229,10 +289,48 @@ mod tests {
             .unwrap();
     }
 
+    struct View<'a> {
+        store: &'a Store,
+        object: ObjectId,
+        overlay: &'a Overlay,
+        event: &'a EventWrites,
+    }
+
+    impl View<'_> {
+        fn layers(&self) -> Layers<'_> {
+            Layers {
+                overlay: self.overlay,
+                event: self.event,
+            }
+        }
+
+        async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+            let lookup = self.layers().get(key);
+            lookup.resolve(self.store, self.object, key).await
+        }
+
+        async fn list(
+            &self,
+            range: &KeyRange,
+            reverse: bool,
+            limit: usize,
+            max_bytes: usize,
+        ) -> Result<Entries, StorageError> {
+            let plan = self.layers().list(range);
+            plan.run(self.store, self.object, range, reverse, limit, max_bytes)
+                .await
+        }
+
+        async fn usage(&self, committed: u64) -> Result<u64, StorageError> {
+            let plan = self.layers().usage();
+            plan.run(self.store, self.object, committed).await
+        }
+    }
+
     #[tokio::test]
     async fn layers_shadow_each_other_and_lists_merge() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &Default::default()).unwrap();
+        let store = Store::open_redb(dir.path(), &Default::default()).unwrap();
         let id = ObjectId([1; 16]);
         let mut committed = EventWrites::default();
         for k in ["a", "b", "c", "d"] {
@@ -249,15 +347,21 @@ mod tests {
         let mut event = EventWrites::default();
         put(&mut event, "a", Some("event"));
         put(&mut event, "c", None);
-        let view = StorageView {
+        let view = View {
             store: &store,
             object: id,
             overlay: &overlay,
             event: &event,
         };
-        assert_eq!(view.get(b"a").unwrap().as_deref(), Some(&b"event"[..]));
-        assert_eq!(view.get(b"b").unwrap(), None);
-        assert_eq!(view.get(b"e").unwrap().as_deref(), Some(&b"overlay"[..]));
+        assert_eq!(
+            view.get(b"a").await.unwrap().as_deref(),
+            Some(&b"event"[..])
+        );
+        assert_eq!(view.get(b"b").await.unwrap(), None);
+        assert_eq!(
+            view.get(b"e").await.unwrap().as_deref(),
+            Some(&b"overlay"[..])
+        );
         let all = KeyRange::new(None, None, None);
         let keys = |v: Vec<(Vec<u8>, Vec<u8>)>| {
             v.into_iter()
@@ -265,27 +369,30 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(
-            keys(view.list(&all, false, 10, usize::MAX).unwrap()),
+            keys(view.list(&all, false, 10, usize::MAX).await.unwrap()),
             ["a", "d", "e"]
         );
         assert_eq!(
-            keys(view.list(&all, true, 2, usize::MAX).unwrap()),
+            keys(view.list(&all, true, 2, usize::MAX).await.unwrap()),
             ["e", "d"]
         );
-        assert_eq!(keys(view.list(&all, false, 1, usize::MAX).unwrap()), ["a"]);
+        assert_eq!(
+            keys(view.list(&all, false, 1, usize::MAX).await.unwrap()),
+            ["a"]
+        );
 
         // Once the overlay's batch is durable, redb answers for it.
         commit(&store, id, &pending).await;
         overlay.committed(seq);
         assert!(overlay.is_empty());
-        let view = StorageView {
+        let view = View {
             store: &store,
             object: id,
             overlay: &overlay,
             event: &event,
         };
         assert_eq!(
-            keys(view.list(&all, false, 10, usize::MAX).unwrap()),
+            keys(view.list(&all, false, 10, usize::MAX).await.unwrap()),
             ["a", "d", "e"]
         );
     }
@@ -293,12 +400,12 @@ mod tests {
     #[tokio::test]
     async fn clear_hides_committed_data_and_usage_follows() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &Default::default()).unwrap();
+        let store = Store::open_redb(dir.path(), &Default::default()).unwrap();
         let id = ObjectId([2; 16]);
         let mut w = EventWrites::default();
         put(&mut w, "k1", Some("12345"));
         commit(&store, id, &w).await;
-        assert_eq!(store.object_meta(id).unwrap().unwrap().usage, 7);
+        assert_eq!(store.object_meta(id).await.unwrap().unwrap().usage, 7);
 
         let overlay = Overlay::default();
         let mut event = EventWrites {
@@ -306,16 +413,16 @@ mod tests {
             ..Default::default()
         };
         put(&mut event, "k2", Some("x"));
-        let view = StorageView {
+        let view = View {
             store: &store,
             object: id,
             overlay: &overlay,
             event: &event,
         };
-        assert_eq!(view.get(b"k1").unwrap(), None);
-        assert_eq!(view.usage(7).unwrap(), 3);
+        assert_eq!(view.get(b"k1").await.unwrap(), None);
+        assert_eq!(view.usage(7).await.unwrap(), 3);
         commit(&store, id, &event).await;
-        assert_eq!(store.get(id, b"k1").unwrap(), None);
-        assert_eq!(store.object_meta(id).unwrap().unwrap().usage, 3);
+        assert_eq!(store.get(id, b"k1").await.unwrap(), None);
+        assert_eq!(store.object_meta(id).await.unwrap().unwrap().usage, 3);
     }
 }

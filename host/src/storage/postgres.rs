@@ -1,0 +1,785 @@
+//! The PostgreSQL engine: the same objects in the operator's own database.
+//!
+//! Four tables (`lodge_data`, `lodge_objects`, `lodge_alarms`, and the schema's version
+//! in `lodge_schema`) hold what the redb file holds, with the same key order (`bytea`
+//! compares bytewise). The registry's tables live beside them (`registry_records.rs`).
+//!
+//! A group commit is one transaction sent as one pipeline: `BEGIN` and the two reads it
+//! needs (the sizes of the values being replaced, the objects' records) in one round trip,
+//! then every write as one statement per kind over arrays (`UNNEST`) and `COMMIT` in a
+//! second. So a group of a thousand events costs two round trips and one WAL flush.
+//!
+//! Connections: the writer has its own (a transaction must not interleave with reads);
+//! reads share a few, each pipelining whatever is asked of it concurrently. A connection
+//! that breaks is replaced at its next use; while the writer's cannot be replaced the
+//! engine is unhealthy (`/readyz` says so) and the writer retries every second.
+//!
+//! Trade-off: a commit that times out is abandoned by dropping its connection. The server
+//! then rolls it back, unless its `COMMIT` had already been processed: its events were
+//! reported failed (nothing of theirs was released) but their writes may be durable. That
+//! is the ambiguity every client of a remote database lives with; what lodge promises is
+//! that nothing acknowledged is lost, and that an object restarts from what is durable.
+
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{StreamExt, pin_mut};
+use tokio::runtime::Handle;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, NoTls, Statement};
+
+use super::{
+    Alarm, AlarmChange, Engine, Entries, KeyRange, ObjectChanges, ObjectMeta, Read, StorageError,
+};
+use crate::config::StorageConfig;
+use crate::object::ObjectId;
+
+/// Connections shared by readers.
+const READ_CONNECTIONS: usize = 4;
+
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Schema changes, in order; entry `i` takes the schema from version `i` to `i + 1`.
+/// Released entries are never edited: a change is a new entry.
+const MIGRATIONS: &[&str] = &[
+    // 1: objects, their keys and alarms.
+    "CREATE TABLE lodge_data (
+         object bytea NOT NULL,
+         key bytea NOT NULL,
+         value bytea NOT NULL,
+         PRIMARY KEY (object, key)
+     );
+     CREATE TABLE lodge_objects (
+         object bytea PRIMARY KEY,
+         class text NOT NULL,
+         name text NOT NULL,
+         usage bigint NOT NULL
+     );
+     CREATE TABLE lodge_alarms (
+         object bytea PRIMARY KEY,
+         at_ms bigint NOT NULL,
+         retry integer NOT NULL
+     );
+     CREATE INDEX lodge_alarms_due ON lodge_alarms (at_ms, object);",
+    // 2: the class registry and component versions, so that any host can load them.
+    "CREATE TABLE lodge_registry (
+         id integer PRIMARY KEY CHECK (id = 1),
+         manifest text NOT NULL
+     );
+     CREATE TABLE lodge_components (
+         hash text PRIMARY KEY,
+         bytes bytea NOT NULL
+     );",
+];
+
+/// A key for `pg_advisory_xact_lock`: hosts starting together migrate one at a time.
+const MIGRATION_LOCK: i64 = 0x6c6f_6467_6500_0001;
+
+fn pg_error(e: tokio_postgres::Error) -> StorageError {
+    if e.is_closed() {
+        return StorageError::Io(format!("the connection to PostgreSQL was lost ({e})"));
+    }
+    match e.as_db_error() {
+        Some(db) => StorageError::Engine(format!("PostgreSQL: {}", db.message())),
+        // No answer from the server: the connection is gone or broken.
+        None => StorageError::Io(format!("PostgreSQL: {e}")),
+    }
+}
+
+/// One connection and the statements prepared on it.
+struct Connection {
+    client: Client,
+    /// Prepared by SQL text, on first use.
+    statements: Mutex<HashMap<String, Statement>>,
+}
+
+impl Connection {
+    async fn open(config: &tokio_postgres::Config) -> Result<Connection, StorageError> {
+        let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
+            .await
+            .map_err(|_| {
+                StorageError::Io(format!(
+                    "PostgreSQL did not answer within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(pg_error)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "a PostgreSQL connection ended");
+            }
+        });
+        Ok(Connection {
+            client,
+            statements: Mutex::new(HashMap::new()),
+        })
+    }
+
+    async fn statement(&self, sql: &str, types: &[Type]) -> Result<Statement, StorageError> {
+        if let Some(s) = self.statements.lock().expect("statements").get(sql) {
+            return Ok(s.clone());
+        }
+        let prepared = self
+            .client
+            .prepare_typed(sql, types)
+            .await
+            .map_err(pg_error)?;
+        self.statements
+            .lock()
+            .expect("statements")
+            .insert(sql.to_owned(), prepared.clone());
+        Ok(prepared)
+    }
+}
+
+/// A connection that is replaced when it breaks.
+#[derive(Default)]
+struct Slot {
+    current: tokio::sync::Mutex<Option<Arc<Connection>>>,
+}
+
+impl Slot {
+    async fn get(&self, config: &tokio_postgres::Config) -> Result<Arc<Connection>, StorageError> {
+        let mut current = self.current.lock().await;
+        if let Some(c) = &*current
+            && !c.client.is_closed()
+        {
+            return Ok(c.clone());
+        }
+        *current = None;
+        let fresh = Arc::new(Connection::open(config).await?);
+        *current = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    async fn drop_current(&self) {
+        *self.current.lock().await = None;
+    }
+}
+
+/// The PostgreSQL engine.
+pub(super) struct PostgresEngine {
+    config: tokio_postgres::Config,
+    described: String,
+    /// Drives the writer's round trips from the writer thread.
+    runtime: Handle,
+    timeout: Duration,
+    writer: Slot,
+    readers: Vec<Slot>,
+    next_reader: AtomicUsize,
+    /// Why the engine cannot commit now (`None`: healthy).
+    problem: Mutex<Option<String>>,
+}
+
+/// `user@host:port/db`, never the password.
+pub fn describe_url(config: &tokio_postgres::Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .zip(config.get_ports().iter().chain(std::iter::repeat(&5432)))
+        .map(|(host, port)| match host {
+            tokio_postgres::config::Host::Tcp(h) => format!("{h}:{port}"),
+            tokio_postgres::config::Host::Unix(p) => format!("{}:{port}", p.display()),
+        })
+        .collect();
+    format!(
+        "PostgreSQL at {}@{}/{}",
+        config.get_user().unwrap_or("?"),
+        hosts.join(","),
+        config.get_dbname().unwrap_or("?")
+    )
+}
+
+impl PostgresEngine {
+    /// Connects, creates or migrates the schema, and checks the writer's connection.
+    pub async fn open(url: &str, settings: &StorageConfig) -> Result<PostgresEngine, StorageError> {
+        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| StorageError::Open {
+            // The URL did not parse: quote nothing of it, it may hold a password.
+            what: "the PostgreSQL URL in [storage] url / --storage / LODGE_STORAGE".into(),
+            reason: format!("{e} (expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE)"),
+        })?;
+        config
+            .application_name("lodge")
+            .connect_timeout(CONNECT_TIMEOUT);
+        if config.get_hosts().is_empty() {
+            config.host("localhost");
+        }
+        let described = describe_url(&config);
+        let open_err = |e: StorageError| StorageError::Open {
+            what: described.clone(),
+            reason: match e {
+                StorageError::Io(why) | StorageError::Engine(why) => why,
+                other => other.to_string(),
+            },
+        };
+        let engine = PostgresEngine {
+            config,
+            described: described.clone(),
+            runtime: Handle::current(),
+            timeout: Duration::from_millis(settings.timeout_ms.max(1)),
+            writer: Slot::default(),
+            readers: (0..READ_CONNECTIONS).map(|_| Slot::default()).collect(),
+            next_reader: AtomicUsize::new(0),
+            problem: Mutex::new(None),
+        };
+        let conn = engine.writer.get(&engine.config).await.map_err(open_err)?;
+        migrate(&conn.client).await.map_err(|e| match e {
+            refused @ StorageError::Unsupported(_) => StorageError::Open {
+                what: described.clone(),
+                reason: refused.to_string(),
+            },
+            other => open_err(other),
+        })?;
+        Ok(engine)
+    }
+
+    async fn reader(&self) -> Result<Arc<Connection>, StorageError> {
+        let n = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        self.readers[n].get(&self.config).await
+    }
+
+    /// Runs a read with the engine's timeout.
+    async fn read<T>(
+        &self,
+        f: impl AsyncFnOnce(&Connection) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let conn = self.reader().await?;
+        match tokio::time::timeout(self.timeout, f(&conn)).await {
+            Ok(result) => result,
+            Err(_) => Err(StorageError::Unavailable(format!(
+                "PostgreSQL did not answer a read within {} ms",
+                self.timeout.as_millis()
+            ))),
+        }
+    }
+
+    fn set_problem(&self, why: Option<String>) {
+        *self.problem.lock().unwrap_or_else(|p| p.into_inner()) = why;
+    }
+
+    async fn commit_async(&self, group: &[ObjectChanges<'_>]) -> Result<(), StorageError> {
+        let conn = self.writer.get(&self.config).await?;
+        let work = commit_group(&conn, group);
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(result) => result,
+            Err(_) => {
+                // Dropping the connection makes the server roll back whatever it has not
+                // committed yet.
+                self.writer.drop_current().await;
+                Err(StorageError::Io(format!(
+                    "the commit did not finish within {} ms",
+                    self.timeout.as_millis()
+                )))
+            }
+        }
+    }
+}
+
+/// Brings the schema to the newest version this lodge knows, or refuses a newer one.
+pub(super) async fn migrate(client: &Client) -> Result<(), StorageError> {
+    client.batch_execute("BEGIN").await.map_err(pg_error)?;
+    let result = async {
+        client
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(pg_error)?;
+        client
+            .batch_execute("CREATE TABLE IF NOT EXISTS lodge_schema (version integer NOT NULL)")
+            .await
+            .map_err(pg_error)?;
+        let row = client
+            .query_one("SELECT coalesce(max(version), 0) FROM lodge_schema", &[])
+            .await
+            .map_err(pg_error)?;
+        let version: i32 = row.get(0);
+        let known = MIGRATIONS.len() as i32;
+        if version > known {
+            return Err(StorageError::Unsupported(format!(
+                "this database was written by a newer lodge (schema version {version}; this \
+                 lodge knows versions up to {known}): run that lodge, or a newer one"
+            )));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            client.batch_execute(sql).await.map_err(pg_error)?;
+            tracing::info!(version = i + 1, "PostgreSQL schema migrated");
+        }
+        client
+            .execute("DELETE FROM lodge_schema", &[])
+            .await
+            .map_err(pg_error)?;
+        client
+            .execute("INSERT INTO lodge_schema (version) VALUES ($1)", &[&known])
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+    .await;
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    client.batch_execute(end).await.map_err(pg_error)?;
+    result
+}
+
+fn i64_of(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn object_of(raw: &[u8]) -> Option<ObjectId> {
+    <[u8; 16]>::try_from(raw).ok().map(ObjectId)
+}
+
+const GET: &str = "SELECT value FROM lodge_data WHERE object = $1 AND key = $2";
+const META: &str = "SELECT class, name, usage FROM lodge_objects WHERE object = $1";
+const ALARM: &str = "SELECT at_ms, retry FROM lodge_alarms WHERE object = $1";
+
+/// The scan statement for one shape of range and direction.
+fn scan_sql(range: &KeyRange, reverse: bool) -> String {
+    let mut sql = String::from("SELECT key, value FROM lodge_data WHERE object = $1");
+    let mut n = 1;
+    for (bound, incl, excl) in [(&range.lower, ">=", ">"), (&range.upper, "<=", "<")] {
+        let op = match bound {
+            Bound::Included(_) => incl,
+            Bound::Excluded(_) => excl,
+            Bound::Unbounded => continue,
+        };
+        n += 1;
+        sql.push_str(&format!(" AND key {op} ${n}"));
+    }
+    let order = if reverse { "DESC" } else { "ASC" };
+    sql.push_str(&format!(" ORDER BY key {order} LIMIT ${}", n + 1));
+    sql
+}
+
+impl Engine for PostgresEngine {
+    fn describe(&self) -> String {
+        self.described.clone()
+    }
+
+    fn get<'a>(&'a self, object: ObjectId, key: &'a [u8]) -> Read<'a, Option<Vec<u8>>> {
+        Box::pin(self.read(async move |c: &Connection| {
+            let st = c.statement(GET, &[Type::BYTEA, Type::BYTEA]).await?;
+            let row = c
+                .client
+                .query_opt(&st, &[&object.0.as_slice(), &key])
+                .await
+                .map_err(pg_error)?;
+            Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+        }))
+    }
+
+    fn scan<'a>(
+        &'a self,
+        object: ObjectId,
+        range: &'a KeyRange,
+        reverse: bool,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Read<'a, Entries> {
+        Box::pin(self.read(async move |c: &Connection| {
+            let sql = scan_sql(range, reverse);
+            let mut params: Vec<&(dyn ToSql + Sync)> = vec![];
+            let id = object.0.as_slice();
+            params.push(&id);
+            let mut types = vec![Type::BYTEA];
+            for bound in [&range.lower, &range.upper] {
+                if let Bound::Included(k) | Bound::Excluded(k) = bound {
+                    params.push(k);
+                    types.push(Type::BYTEA);
+                }
+            }
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            params.push(&limit);
+            types.push(Type::INT8);
+            let st = c.statement(&sql, &types).await?;
+            // Streamed: the rows past the budget are never held.
+            let rows = c
+                .client
+                .query_raw(&st, params.iter().copied())
+                .await
+                .map_err(pg_error)?;
+            pin_mut!(rows);
+            let mut out = Vec::new();
+            let mut bytes = 0usize;
+            while let Some(row) = rows.next().await {
+                let row = row.map_err(pg_error)?;
+                let key: Vec<u8> = row.get(0);
+                let value: Vec<u8> = row.get(1);
+                bytes = bytes.saturating_add(key.len() + value.len());
+                if bytes > max_bytes {
+                    return Err(StorageError::ReadBudget(max_bytes));
+                }
+                out.push((key, value));
+            }
+            Ok(out)
+        }))
+    }
+
+    fn object_meta(&self, object: ObjectId) -> Read<'_, Option<ObjectMeta>> {
+        Box::pin(self.read(async move |c: &Connection| {
+            let st = c.statement(META, &[Type::BYTEA]).await?;
+            let row = c
+                .client
+                .query_opt(&st, &[&object.0.as_slice()])
+                .await
+                .map_err(pg_error)?;
+            Ok(row.map(|r| ObjectMeta {
+                class: r.get(0),
+                name: r.get(1),
+                usage: r.get::<_, i64>(2).max(0) as u64,
+            }))
+        }))
+    }
+
+    fn objects(&self) -> Read<'_, Vec<(ObjectId, ObjectMeta)>> {
+        Box::pin(self.read(async move |c: &Connection| {
+            let rows = c
+                .client
+                .query(
+                    "SELECT object, class, name, usage FROM lodge_objects ORDER BY object",
+                    &[],
+                )
+                .await
+                .map_err(pg_error)?;
+            Ok(rows
+                .iter()
+                .filter_map(|r| {
+                    let id = object_of(r.get::<_, &[u8]>(0))?;
+                    Some((
+                        id,
+                        ObjectMeta {
+                            class: r.get(1),
+                            name: r.get(2),
+                            usage: r.get::<_, i64>(3).max(0) as u64,
+                        },
+                    ))
+                })
+                .collect())
+        }))
+    }
+
+    fn alarm(&self, object: ObjectId) -> Read<'_, Option<Alarm>> {
+        Box::pin(self.read(async move |c: &Connection| {
+            let st = c.statement(ALARM, &[Type::BYTEA]).await?;
+            let row = c
+                .client
+                .query_opt(&st, &[&object.0.as_slice()])
+                .await
+                .map_err(pg_error)?;
+            Ok(row.map(|r| Alarm {
+                object,
+                at_ms: r.get::<_, i64>(0).max(0) as u64,
+                retry: r.get::<_, i32>(1).max(0) as u32,
+            }))
+        }))
+    }
+
+    fn alarm_count(&self) -> Read<'_, u64> {
+        Box::pin(self.read(async move |c: &Connection| {
+            let row = c
+                .client
+                .query_one("SELECT count(*) FROM lodge_alarms", &[])
+                .await
+                .map_err(pg_error)?;
+            Ok(row.get::<_, i64>(0).max(0) as u64)
+        }))
+    }
+
+    fn next_alarms(&self, limit: usize) -> Read<'_, Vec<Alarm>> {
+        Box::pin(self.read(async move |c: &Connection| {
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = c
+                .client
+                .query(
+                    "SELECT object, at_ms, retry FROM lodge_alarms ORDER BY at_ms, object LIMIT $1",
+                    &[&limit],
+                )
+                .await
+                .map_err(pg_error)?;
+            Ok(rows
+                .iter()
+                .filter_map(|r| {
+                    Some(Alarm {
+                        object: object_of(r.get::<_, &[u8]>(0))?,
+                        at_ms: r.get::<_, i64>(1).max(0) as u64,
+                        retry: r.get::<_, i32>(2).max(0) as u32,
+                    })
+                })
+                .collect())
+        }))
+    }
+
+    fn commit(&self, group: &[ObjectChanges<'_>]) -> Result<(), StorageError> {
+        if group.is_empty() {
+            return Ok(());
+        }
+        self.runtime.block_on(self.commit_async(group))
+    }
+
+    fn health(&self) -> Result<(), String> {
+        match &*self.problem.lock().unwrap_or_else(|p| p.into_inner()) {
+            None => Ok(()),
+            Some(why) => Err(why.clone()),
+        }
+    }
+
+    fn failed(&self, error: &StorageError) -> bool {
+        // Whatever failed, the transaction is gone with its connection: start over on a
+        // new one, and say why until then.
+        self.set_problem(Some(format!("{}: {error}", self.described)));
+        self.runtime.block_on(self.writer.drop_current());
+        true
+    }
+
+    fn reopen(&self) -> Result<(), StorageError> {
+        let result = self
+            .runtime
+            .block_on(async { self.writer.get(&self.config).await.map(drop) });
+        match &result {
+            Ok(()) => self.set_problem(None),
+            Err(e) => self.set_problem(Some(format!("{}: {e}", self.described))),
+        }
+        result
+    }
+
+    fn is_local(&self) -> bool {
+        false
+    }
+
+    fn backup_to(&self, _path: &Path) -> Result<usize, StorageError> {
+        Err(StorageError::Unsupported(format!(
+            "lodge backup copies the redb engine's file; this host stores objects in {}. Back \
+             it up with PostgreSQL's own tools: `pg_dump` for a consistent copy, or base \
+             backups with WAL archiving for point-in-time recovery (docs/operator-guide.md, \
+             \"Backups on PostgreSQL\")",
+            self.described
+        )))
+    }
+}
+
+/// The writes of one group, as columns for `UNNEST`.
+#[derive(Default)]
+struct Columns<'a> {
+    cleared: Vec<&'a [u8]>,
+    upsert_objects: Vec<&'a [u8]>,
+    upsert_keys: Vec<&'a [u8]>,
+    upsert_values: Vec<&'a [u8]>,
+    delete_objects: Vec<&'a [u8]>,
+    delete_keys: Vec<&'a [u8]>,
+    alarm_changed: Vec<&'a [u8]>,
+    alarm_objects: Vec<&'a [u8]>,
+    alarm_at: Vec<i64>,
+    alarm_retry: Vec<i32>,
+    meta_objects: Vec<&'a [u8]>,
+    meta_classes: Vec<&'a str>,
+    meta_names: Vec<&'a str>,
+    meta_usages: Vec<i64>,
+    meta_gone: Vec<&'a [u8]>,
+}
+
+const OLD_SIZES: &str = "SELECT d.object, d.key, octet_length(d.value)
+     FROM lodge_data d JOIN unnest($1::bytea[], $2::bytea[]) AS w(object, key)
+     ON d.object = w.object AND d.key = w.key";
+const OLD_RECORDS: &str = "SELECT o.object, o.usage,
+            EXISTS (SELECT 1 FROM lodge_alarms a WHERE a.object = o.object)
+     FROM lodge_objects o WHERE o.object = ANY($1::bytea[])";
+const CLEAR: &str = "DELETE FROM lodge_data WHERE object = ANY($1::bytea[])";
+const DELETE: &str =
+    "DELETE FROM lodge_data d USING unnest($1::bytea[], $2::bytea[]) AS w(object, key)
+     WHERE d.object = w.object AND d.key = w.key";
+const UPSERT: &str = "INSERT INTO lodge_data (object, key, value)
+     SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[])
+     ON CONFLICT (object, key) DO UPDATE SET value = EXCLUDED.value";
+const ALARMS_CLEAR: &str = "DELETE FROM lodge_alarms WHERE object = ANY($1::bytea[])";
+const ALARMS_SET: &str = "INSERT INTO lodge_alarms (object, at_ms, retry)
+     SELECT * FROM unnest($1::bytea[], $2::int8[], $3::int4[])";
+const RECORDS_SET: &str = "INSERT INTO lodge_objects (object, class, name, usage)
+     SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::int8[])
+     ON CONFLICT (object) DO UPDATE SET usage = EXCLUDED.usage";
+const RECORDS_GONE: &str = "DELETE FROM lodge_objects WHERE object = ANY($1::bytea[])";
+
+/// One group in one transaction, in two round trips.
+async fn commit_group(conn: &Connection, group: &[ObjectChanges<'_>]) -> Result<(), StorageError> {
+    use Type as T;
+    let client = &conn.client;
+    let bytea2 = [T::BYTEA_ARRAY, T::BYTEA_ARRAY];
+    let old_sizes = conn.statement(OLD_SIZES, &bytea2).await?;
+    let old_records = conn.statement(OLD_RECORDS, &[T::BYTEA_ARRAY]).await?;
+    let clear = conn.statement(CLEAR, &[T::BYTEA_ARRAY]).await?;
+    let delete = conn.statement(DELETE, &bytea2).await?;
+    let upsert = conn
+        .statement(UPSERT, &[T::BYTEA_ARRAY, T::BYTEA_ARRAY, T::BYTEA_ARRAY])
+        .await?;
+    let alarms_clear = conn.statement(ALARMS_CLEAR, &[T::BYTEA_ARRAY]).await?;
+    let alarms_set = conn
+        .statement(ALARMS_SET, &[T::BYTEA_ARRAY, T::INT8_ARRAY, T::INT4_ARRAY])
+        .await?;
+    let records_set = conn
+        .statement(
+            RECORDS_SET,
+            &[T::BYTEA_ARRAY, T::TEXT_ARRAY, T::TEXT_ARRAY, T::INT8_ARRAY],
+        )
+        .await?;
+    let records_gone = conn.statement(RECORDS_GONE, &[T::BYTEA_ARRAY]).await?;
+
+    // Round trip 1: begin, and what the writes replace.
+    let ids: Vec<&[u8]> = group.iter().map(|c| c.object.0.as_slice()).collect();
+    let (mut read_objects, mut read_keys) = (Vec::new(), Vec::new());
+    for c in group.iter().filter(|c| !c.clear) {
+        for key in c.writes.keys() {
+            read_objects.push(c.object.0.as_slice());
+            read_keys.push(*key);
+        }
+    }
+    let size_params: [&(dyn ToSql + Sync); 2] = [&read_objects, &read_keys];
+    let record_params: [&(dyn ToSql + Sync); 1] = [&ids];
+    let begin = client.batch_execute("BEGIN");
+    let sizes = client.query(&old_sizes, &size_params);
+    let records = client.query(&old_records, &record_params);
+    let (begun, sizes, records) = tokio::join!(begin, sizes, records);
+    let outcome = async {
+        begun.map_err(pg_error)?;
+        let sizes = sizes.map_err(pg_error)?;
+        let records = records.map_err(pg_error)?;
+        let by_id: HashMap<&[u8], &ObjectChanges<'_>> =
+            group.iter().map(|c| (c.object.0.as_slice(), c)).collect();
+        let mut old_size: HashMap<(&[u8], &[u8]), i64> = HashMap::new();
+        for row in &sizes {
+            let object: &[u8] = row.get(0);
+            let key: &[u8] = row.get(1);
+            // Keyed by the group's own slices, which outlive the rows.
+            if let Some(c) = by_id.get(object)
+                && let Some((k, _)) = c.writes.get_key_value(key)
+            {
+                old_size.insert((c.object.0.as_slice(), *k), row.get::<_, i32>(2) as i64);
+            }
+        }
+        let mut old_record: HashMap<&[u8], (i64, bool)> = HashMap::new();
+        for row in &records {
+            let object: &[u8] = row.get(0);
+            if let Some(c) = by_id.get(object) {
+                old_record.insert(c.object.0.as_slice(), (row.get(1), row.get(2)));
+            }
+        }
+
+        let mut cols = Columns::default();
+        for c in group {
+            let id = c.object.0.as_slice();
+            let (old_usage, had_alarm) = old_record.get(id).copied().unwrap_or((0, false));
+            let mut usage = if c.clear { 0 } else { old_usage };
+            if c.clear {
+                cols.cleared.push(id);
+            }
+            for (key, value) in &c.writes {
+                if let Some(old) = old_size.get(&(id, *key)) {
+                    usage -= key.len() as i64 + old;
+                }
+                match value {
+                    Some(v) => {
+                        usage += (key.len() + v.len()) as i64;
+                        cols.upsert_objects.push(id);
+                        cols.upsert_keys.push(key);
+                        cols.upsert_values.push(v);
+                    }
+                    None => {
+                        cols.delete_objects.push(id);
+                        cols.delete_keys.push(key);
+                    }
+                }
+            }
+            let usage = usage.max(0);
+            let has_alarm = match c.alarm {
+                Some(change) => {
+                    cols.alarm_changed.push(id);
+                    if let AlarmChange::Set { at_ms, retry } = change {
+                        cols.alarm_objects.push(id);
+                        cols.alarm_at.push(i64_of(at_ms));
+                        cols.alarm_retry
+                            .push(i32::try_from(retry).unwrap_or(i32::MAX));
+                    }
+                    matches!(change, AlarmChange::Set { .. })
+                }
+                None => had_alarm,
+            };
+            // An object that stores nothing and has no alarm is not recorded at all.
+            if usage == 0 && !has_alarm {
+                cols.meta_gone.push(id);
+            } else {
+                cols.meta_objects.push(id);
+                cols.meta_classes.push(c.class);
+                cols.meta_names.push(c.name);
+                cols.meta_usages.push(usage);
+            }
+        }
+
+        // Round trip 2: every write, one statement per kind, then the commit. The
+        // statements run in this order (clears before the group's upserts).
+        let c = &cols;
+        type Params<'p, const N: usize> = [&'p (dyn ToSql + Sync); N];
+        let p_clear: Params<1> = [&c.cleared];
+        let p_delete: Params<2> = [&c.delete_objects, &c.delete_keys];
+        let p_upsert: Params<3> = [&c.upsert_objects, &c.upsert_keys, &c.upsert_values];
+        let p_alarms_clear: Params<1> = [&c.alarm_changed];
+        let p_alarms_set: Params<3> = [&c.alarm_objects, &c.alarm_at, &c.alarm_retry];
+        let p_records: Params<4> = [
+            &c.meta_objects,
+            &c.meta_classes,
+            &c.meta_names,
+            &c.meta_usages,
+        ];
+        let p_gone: Params<1> = [&c.meta_gone];
+        let writes = async {
+            tokio::try_join!(
+                client.execute(&clear, &p_clear),
+                client.execute(&delete, &p_delete),
+                client.execute(&upsert, &p_upsert),
+                client.execute(&alarms_clear, &p_alarms_clear),
+                client.execute(&alarms_set, &p_alarms_set),
+                client.execute(&records_set, &p_records),
+                client.execute(&records_gone, &p_gone),
+            )
+        };
+        let (written, committed) = tokio::join!(writes, client.batch_execute("COMMIT"));
+        written.map_err(pg_error)?;
+        committed.map_err(pg_error)
+    }
+    .await;
+    if outcome.is_err() && !client.is_closed() {
+        // A failed statement aborted the transaction: end it before the next group.
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scans_bind_only_the_bounds_they_have() {
+        let all = KeyRange::new(None, None, None);
+        assert_eq!(
+            scan_sql(&all, false),
+            "SELECT key, value FROM lodge_data WHERE object = $1 AND key >= $2 ORDER BY key ASC LIMIT $3"
+        );
+        let some = KeyRange::new(Some(b"p"), None, None);
+        assert_eq!(
+            scan_sql(&some, true),
+            "SELECT key, value FROM lodge_data WHERE object = $1 AND key >= $2 AND key < $3 ORDER BY key DESC LIMIT $4"
+        );
+    }
+
+    #[test]
+    fn a_described_url_never_shows_the_password() {
+        let config =
+            tokio_postgres::Config::from_str("postgres://lodge:s3cret@db.example:6543/objects")
+                .unwrap();
+        let text = describe_url(&config);
+        assert_eq!(text, "PostgreSQL at lodge@db.example:6543/objects");
+        assert!(!text.contains("s3cret"));
+    }
+}
