@@ -142,6 +142,7 @@ impl Host {
             engine.clone(),
             linker,
             &config.data_dir,
+            Some(&store),
             config.limits.clone(),
         )
         .map_err(|source| StartError::Class {

@@ -3,7 +3,8 @@
 //! - `serve [lodge serve args...]`: build the guests and the host (release) and serve
 //!   the shipped classes on 127.0.0.1:8787 with data in ./data.
 //! - `test`: install what the tests need (the wasm32-wasip2 target, npm packages,
-//!   Debian's chromium) and run the whole suite.
+//!   Debian's chromium and postgresql) and run the whole suite: every test with storage
+//!   on redb, then the end-to-end tests again with storage on PostgreSQL.
 //! - `build-guests`: build every guest component for wasm32-wasip2.
 //!
 //! Plain std only, so this builds in seconds on a fresh machine.
@@ -117,27 +118,49 @@ fn install_test_tools() -> Result<(), String> {
             )?;
         }
     }
+    let mut packages = Vec::new();
     if !Path::new("/usr/bin/chromium").exists() {
-        let mut update = Command::new("apt-get");
-        update.args(["update", "-qq"]);
-        run_quietly(update, &root, "apt-get update (for Debian's chromium)")?;
-        let mut install = Command::new("apt-get");
-        install
-            .args([
-                "install",
-                "-y",
-                "-qq",
-                "--no-install-recommends",
-                "chromium",
-            ])
-            .env("DEBIAN_FRONTEND", "noninteractive");
-        run_quietly(
-            install,
-            &root,
-            "installing Debian's chromium for the browser tests",
-        )?;
+        packages.push("chromium");
     }
-    Ok(())
+    if !has_postgres_server() {
+        packages.push("postgresql");
+        // The tests start private servers of their own: the package need not create and
+        // start a cluster of its own.
+        let conf = Path::new("/etc/postgresql-common/createcluster.conf");
+        if !conf.exists() {
+            std::fs::create_dir_all("/etc/postgresql-common")
+                .and_then(|()| std::fs::write(conf, "create_main_cluster = false\n"))
+                .map_err(|e| format!("writing {}: {e}", conf.display()))?;
+        }
+    }
+    if packages.is_empty() {
+        return Ok(());
+    }
+    let mut update = Command::new("apt-get");
+    update.args(["update", "-qq"]);
+    run_quietly(update, &root, "apt-get update")?;
+    let mut install = Command::new("apt-get");
+    install
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&packages)
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    run_quietly(
+        install,
+        &root,
+        &format!(
+            "installing Debian's {} for the browser and PostgreSQL tests",
+            packages.join(" and ")
+        ),
+    )
+}
+
+/// Whether Debian's PostgreSQL server binaries are installed (the tests run them).
+fn has_postgres_server() -> bool {
+    std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.path().join("bin/postgres").exists())
 }
 
 /// Formatting of both workspaces, and clippy on the template `lodge new` scaffolds (its
@@ -196,7 +219,22 @@ fn test() -> Result<(), String> {
     lint(&root)?;
     let mut host = cargo();
     host.args(["test", "--workspace"]);
-    run(host, &root, "running the host and end-to-end tests")?;
+    run(
+        host,
+        &root,
+        "running the host and end-to-end tests (storage: redb)",
+    )?;
+    // The same end-to-end suite, same build, with every host's objects in PostgreSQL
+    // (each test process starts a private server: tests/support/postgres.rs).
+    let mut on_postgres = cargo();
+    on_postgres
+        .args(["test", "-p", "lodge", "--test", "*"])
+        .env("LODGE_TEST_ENGINE", "postgres");
+    run(
+        on_postgres,
+        &root,
+        "running the end-to-end tests again with storage on PostgreSQL",
+    )?;
     // The guests' own unit tests (pure logic) run natively.
     let mut guests = cargo();
     guests.args(["test", "--workspace"]);

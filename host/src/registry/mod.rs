@@ -15,6 +15,7 @@
 //! one would come back at the next start, so the config is where it is removed.
 
 mod manifest;
+mod records;
 
 use std::collections::BTreeMap;
 use std::hash::Hash;
@@ -64,6 +65,8 @@ pub enum RegistryError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("the registry in the database: {0}")]
+    Records(String),
 }
 
 /// What a deploy did.
@@ -123,8 +126,9 @@ impl Class {
 pub struct Registry {
     engine: Engine,
     linker: Linker<HostState>,
-    /// The data dir: `registry.json` and `components/`.
-    dir: PathBuf,
+    /// The manifest and component bytes: files in the data dir, or database tables.
+    records: records::Records,
+    /// Compiled artifacts (`components/` in the data dir).
     cache_dir: PathBuf,
     classes: RwLock<BTreeMap<String, Arc<Class>>>,
     /// Serialises changes to the manifest (deploys, rollbacks).
@@ -134,21 +138,28 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The registry kept in `data_dir`.
+    /// The registry kept in `data_dir`, or in `store`'s database when the engine keeps
+    /// the registry's records (compiled artifacts stay in `data_dir/components`).
     pub fn open(
         engine: Engine,
         linker: Linker<HostState>,
         data_dir: &Path,
+        store: Option<&crate::storage::Store>,
         default_limits: crate::config::Limits,
     ) -> Result<Registry, RegistryError> {
-        let manifest = Manifest::load(data_dir).map_err(|source| RegistryError::Manifest {
-            path: data_dir.to_path_buf(),
-            source,
-        })?;
+        let records = match store {
+            Some(store) if store.registry_records().is_some() => {
+                records::Records::Database(store.clone())
+            }
+            _ => records::Records::Files {
+                dir: data_dir.to_path_buf(),
+            },
+        };
+        let manifest = records.load()?;
         Ok(Registry {
             engine,
             linker,
-            dir: data_dir.to_path_buf(),
+            records,
             cache_dir: data_dir.join("components"),
             classes: RwLock::new(BTreeMap::new()),
             manifest: Mutex::new(manifest),
@@ -157,35 +168,12 @@ impl Registry {
     }
 
     fn save(&self, manifest: &Manifest) -> Result<(), RegistryError> {
-        manifest
-            .save(&self.dir)
-            .map_err(|source| RegistryError::Manifest {
-                path: self.dir.clone(),
-                source,
-            })
-    }
-
-    fn component_path(&self, hash: &str) -> PathBuf {
-        self.cache_dir.join(format!("{hash}.wasm"))
+        self.records.save(manifest)
     }
 
     /// Keeps the component bytes by hash (for rollback and restarts).
     fn keep_bytes(&self, hash: &str, bytes: &[u8]) -> Result<(), RegistryError> {
-        let path = self.component_path(hash);
-        if path.exists() {
-            return Ok(());
-        }
-        let cache = |source| RegistryError::Cache {
-            path: path.clone(),
-            source,
-        };
-        std::fs::create_dir_all(&self.cache_dir).map_err(cache)?;
-        let tmp = path.with_extension("wasm.tmp");
-        std::fs::write(&tmp, bytes)
-            .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .and_then(|()| std::fs::File::open(&self.cache_dir)?.sync_all())
-            .map_err(cache)
+        self.records.keep(hash, bytes)
     }
 
     /// Serves the class named in the config: its recorded current version, unless the
@@ -275,8 +263,8 @@ impl Registry {
     }
 
     fn prepare_kept(&self, info: &VersionInfo) -> Result<ClassVersion, RegistryError> {
-        let path = self.component_path(&info.hash);
-        self.prepare_file(&path, info.number)
+        let (bytes, what) = self.records.read(&info.hash)?;
+        self.prepare(&bytes, &what, info.number)
     }
 
     /// Compiles and validates `bytes` as a new version of `class` (without switching).
@@ -468,10 +456,13 @@ impl Registry {
         let mut copied = 0;
         for record in manifest.classes.values() {
             for v in &record.versions {
-                let name = format!("{}.wasm", v.hash);
-                let target = components.join(&name);
+                let target = components.join(format!("{}.wasm", v.hash));
                 if !target.exists() {
-                    std::fs::copy(self.cache_dir.join(&name), &target)?;
+                    let (bytes, _) = self
+                        .records
+                        .read(&v.hash)
+                        .map_err(|e| std::io::Error::other(e.to_string()))?;
+                    std::fs::write(&target, bytes)?;
                     copied += 1;
                 }
             }
@@ -649,7 +640,7 @@ mod tests {
         config.wasm_component_model(true).cranelift_opt_level(opt);
         let engine = Engine::new(&config).unwrap();
         let linker = Linker::new(&engine);
-        Registry::open(engine, linker, dir, crate::config::Limits::default()).unwrap()
+        Registry::open(engine, linker, dir, None, crate::config::Limits::default()).unwrap()
     }
 
     fn artifacts(dir: &Path) -> Vec<PathBuf> {

@@ -182,6 +182,25 @@ pub trait Engine: Send + Sync + 'static {
     fn is_local(&self) -> bool;
     /// Writes a consistent copy of every object to `path`; returns the objects copied.
     fn backup_to(&self, path: &Path) -> Result<usize, StorageError>;
+    /// The registry's records (the manifest and component bytes), when the engine keeps
+    /// them (PostgreSQL: any host on the database can load what another deployed);
+    /// `None`: they are files in the data dir, beside the redb file.
+    fn registry(&self) -> Option<&dyn RegistryRecords> {
+        None
+    }
+}
+
+/// The class registry's record in the database. Blocking calls: deploys and start-up
+/// are rare and already run off the request path.
+pub trait RegistryRecords: Send + Sync {
+    /// The manifest (JSON), if one was saved.
+    fn load_manifest(&self) -> Result<Option<String>, StorageError>;
+    /// Replaces the manifest, durably.
+    fn save_manifest(&self, json: &str) -> Result<(), StorageError>;
+    /// Keeps a component's bytes by hash (nothing if they are kept already).
+    fn keep_component(&self, hash: &str, bytes: &[u8]) -> Result<(), StorageError>;
+    /// A kept component's bytes.
+    fn component(&self, hash: &str) -> Result<Option<Vec<u8>>, StorageError>;
 }
 
 /// Figures about the writer, for metrics and benchmarks.
@@ -330,6 +349,11 @@ impl Store {
     /// the writer keeps committing. Returns the number of objects copied.
     pub fn backup_to(&self, path: &Path) -> Result<usize, StorageError> {
         self.engine.backup_to(path)
+    }
+
+    /// Where the registry keeps its records, if the engine holds them.
+    pub fn registry_records(&self) -> Option<&dyn RegistryRecords> {
+        self.engine.registry()
     }
 
     /// The object's pending alarm.

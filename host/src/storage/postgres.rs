@@ -2,7 +2,9 @@
 //!
 //! Four tables (`lodge_data`, `lodge_objects`, `lodge_alarms`, and the schema's version
 //! in `lodge_schema`) hold what the redb file holds, with the same key order (`bytea`
-//! compares bytewise). The registry's tables live beside them (`registry_records.rs`).
+//! compares bytewise). The registry's manifest and component bytes live beside them
+//! (`lodge_registry`, `lodge_components`), so any host on the database can load a class
+//! another one deployed.
 //!
 //! A group commit is one transaction sent as one pipeline: `BEGIN` and the two reads it
 //! needs (the sizes of the values being replaced, the objects' records) in one round trip,
@@ -21,6 +23,7 @@
 //! that nothing acknowledged is lost, and that an object restarts from what is durable.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::ops::Bound;
 use std::path::Path;
 use std::str::FromStr;
@@ -34,7 +37,8 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls, Statement};
 
 use super::{
-    Alarm, AlarmChange, Engine, Entries, KeyRange, ObjectChanges, ObjectMeta, Read, StorageError,
+    Alarm, AlarmChange, Engine, Entries, KeyRange, ObjectChanges, ObjectMeta, Read,
+    RegistryRecords, StorageError,
 };
 use crate::config::StorageConfig;
 use crate::object::ObjectId;
@@ -550,6 +554,10 @@ impl Engine for PostgresEngine {
         false
     }
 
+    fn registry(&self) -> Option<&dyn RegistryRecords> {
+        Some(self)
+    }
+
     fn backup_to(&self, _path: &Path) -> Result<usize, StorageError> {
         Err(StorageError::Unsupported(format!(
             "lodge backup copies the redb engine's file; this host stores objects in {}. Back \
@@ -558,6 +566,72 @@ impl Engine for PostgresEngine {
              \"Backups on PostgreSQL\")",
             self.described
         )))
+    }
+}
+
+impl PostgresEngine {
+    /// Runs `work` to completion from sync code: on the writer thread, a blocking-pool
+    /// thread or an async worker (which hands its other tasks over meanwhile).
+    fn blocking<T>(&self, work: impl Future<Output = T>) -> T {
+        match Handle::try_current() {
+            Ok(_) => tokio::task::block_in_place(|| self.runtime.block_on(work)),
+            Err(_) => self.runtime.block_on(work),
+        }
+    }
+}
+
+impl RegistryRecords for PostgresEngine {
+    fn load_manifest(&self) -> Result<Option<String>, StorageError> {
+        self.blocking(self.read(async |c: &Connection| {
+            let row = c
+                .client
+                .query_opt("SELECT manifest FROM lodge_registry WHERE id = 1", &[])
+                .await
+                .map_err(pg_error)?;
+            Ok(row.map(|r| r.get(0)))
+        }))
+    }
+
+    fn save_manifest(&self, json: &str) -> Result<(), StorageError> {
+        self.blocking(self.read(async |c: &Connection| {
+            c.client
+                .execute(
+                    "INSERT INTO lodge_registry (id, manifest) VALUES (1, $1)
+                     ON CONFLICT (id) DO UPDATE SET manifest = EXCLUDED.manifest",
+                    &[&json],
+                )
+                .await
+                .map_err(pg_error)
+                .map(drop)
+        }))
+    }
+
+    fn keep_component(&self, hash: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        self.blocking(self.read(async |c: &Connection| {
+            c.client
+                .execute(
+                    "INSERT INTO lodge_components (hash, bytes) VALUES ($1, $2)
+                     ON CONFLICT (hash) DO NOTHING",
+                    &[&hash, &bytes],
+                )
+                .await
+                .map_err(pg_error)
+                .map(drop)
+        }))
+    }
+
+    fn component(&self, hash: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.blocking(self.read(async |c: &Connection| {
+            let row = c
+                .client
+                .query_opt(
+                    "SELECT bytes FROM lodge_components WHERE hash = $1",
+                    &[&hash],
+                )
+                .await
+                .map_err(pg_error)?;
+            Ok(row.map(|r| r.get(0)))
+        }))
     }
 }
 
