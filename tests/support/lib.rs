@@ -107,6 +107,7 @@ pub struct HostConfig {
     extra: Vec<String>,
     data_dir: Option<PathBuf>,
     env: Vec<(String, String)>,
+    storage: Option<String>,
 }
 
 impl Default for HostConfig {
@@ -123,6 +124,7 @@ impl HostConfig {
             extra: Vec::new(),
             data_dir: None,
             env: Vec::new(),
+            storage: None,
         }
     }
 
@@ -171,6 +173,12 @@ impl HostConfig {
     /// Keeps the host's data in `dir` instead of a fresh temp dir.
     pub fn data_dir(mut self, dir: PathBuf) -> HostConfig {
         self.data_dir = Some(dir);
+        self
+    }
+
+    /// Stores the host's objects in this PostgreSQL database, whatever the run's engine.
+    pub fn storage(mut self, url: &str) -> HostConfig {
+        self.storage = Some(url.into());
         self
     }
 
@@ -232,6 +240,7 @@ impl HostConfig {
             .clone()
             .unwrap_or_else(|| dir.path().join("data"));
         let storage = match postgres::engine() {
+            _ if self.storage.is_some() => self.storage.clone(),
             postgres::Engine::Redb => None,
             postgres::Engine::Postgres => {
                 let data_dir = data_dir.clone();

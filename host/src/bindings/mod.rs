@@ -60,6 +60,9 @@ pub struct EventCtx {
     pub refused: Vec<&'static str>,
     /// Bytes charged to the event's budgets so far, by [`Budget`].
     pub spent: [u64; 3],
+    /// A storage call of this event failed because storage is unavailable (the
+    /// database unreachable, a disk error): if the event then fails, that is why.
+    pub storage_failure: Option<String>,
 }
 
 /// What an event's host calls may cost the host, per event ([`HostState::charge`]).

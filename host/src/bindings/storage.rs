@@ -7,11 +7,17 @@ use crate::storage::KeyRange;
 
 type Res<T> = wasmtime::Result<Result<T, StorageError>>;
 
-fn engine_error(e: crate::storage::StorageError) -> StorageError {
-    StorageError::Unavailable(e.to_string())
-}
-
 impl HostState {
+    /// A storage failure as the guest sees it; remembered as the likely cause if the
+    /// event then fails.
+    fn engine_error(&mut self, e: crate::storage::StorageError) -> StorageError {
+        let text = e.to_string();
+        self.event
+            .storage_failure
+            .get_or_insert_with(|| text.clone());
+        StorageError::Unavailable(text)
+    }
+
     fn check_key(&mut self, key: &[u8]) -> Result<(), StorageError> {
         let max = self.object.limits.max_key_bytes;
         if key.is_empty() {
@@ -58,7 +64,10 @@ impl HostState {
         let bound = match known {
             Some(b) => b,
             None => {
-                let committed = self.committed_usage().await.map_err(engine_error)?;
+                let committed = self
+                    .committed_usage()
+                    .await
+                    .map_err(|e| self.engine_error(e))?;
                 let pending = self.object.overlay().pending_bytes();
                 committed + pending
             }
@@ -67,11 +76,17 @@ impl HostState {
             *self.object.usage_bound() = Some(bound + added);
             return Ok(());
         }
-        let committed = self.committed_usage().await.map_err(engine_error)?;
-        let usage = self.read_usage(committed).await.map_err(engine_error)?;
+        let committed = self
+            .committed_usage()
+            .await
+            .map_err(|e| self.engine_error(e))?;
+        let usage = self
+            .read_usage(committed)
+            .await
+            .map_err(|e| self.engine_error(e))?;
         let mut delta = 0i64;
         for (k, v) in entries {
-            if let Some(old) = self.read(k).await.map_err(engine_error)? {
+            if let Some(old) = self.read(k).await.map_err(|e| self.engine_error(e))? {
                 delta -= (k.len() + old.len()) as i64;
             }
             if let Some(v) = v {
@@ -105,7 +120,7 @@ impl Host for HostState {
         }
         let value = match self.read(&key).await {
             Ok(v) => v,
-            Err(e) => return Ok(Err(engine_error(e))),
+            Err(e) => return Ok(Err(self.engine_error(e))),
         };
         let bytes = key.len() + value.as_ref().map_or(0, Vec::len);
         if let Err(detail) = self.charge(Budget::Read, bytes) {
@@ -127,7 +142,7 @@ impl Host for HostState {
         for key in &keys {
             let value = match self.read(key).await {
                 Ok(v) => v,
-                Err(e) => return Ok(Err(engine_error(e))),
+                Err(e) => return Ok(Err(self.engine_error(e))),
             };
             let bytes = key.len() + value.as_ref().map_or(0, Vec::len);
             if let Err(detail) = self.charge(Budget::Read, bytes) {
@@ -188,7 +203,7 @@ impl Host for HostState {
         }
         let existed = match self.read(&key).await {
             Ok(v) => v.is_some(),
-            Err(e) => return Ok(Err(engine_error(e))),
+            Err(e) => return Ok(Err(self.engine_error(e))),
         };
         self.event.writes.writes.insert(key, None);
         Ok(Ok(existed))
@@ -217,7 +232,7 @@ impl Host for HostState {
                 );
                 return Ok(Err(StorageError::TooLarge(detail)));
             }
-            Err(e) => return Ok(Err(engine_error(e))),
+            Err(e) => return Ok(Err(self.engine_error(e))),
         };
         let bytes = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
         if let Err(detail) = self.charge(Budget::Read, bytes) {
@@ -239,9 +254,12 @@ impl Host for HostState {
     async fn usage(&mut self) -> Res<u64> {
         let committed = match self.committed_usage().await {
             Ok(c) => c,
-            Err(e) => return Ok(Err(engine_error(e))),
+            Err(e) => return Ok(Err(self.engine_error(e))),
         };
-        Ok(self.read_usage(committed).await.map_err(engine_error))
+        Ok(self
+            .read_usage(committed)
+            .await
+            .map_err(|e| self.engine_error(e)))
     }
 
     async fn quota(&mut self) -> wasmtime::Result<u64> {

@@ -468,10 +468,22 @@ impl Actor {
                 let reference = format!("{:08x}", rand::random::<u32>());
                 let message = format!("{} (ref {reference})", trap_message(&trap));
                 tracing::warn!(kind = %event.kind(), reference = %reference, error = ?trap, "event failed; its writes are discarded and the instance replaced");
+                // A guest that fails after storage failed it is not the guest's fault:
+                // the client hears about storage (a 503 it may retry), not a crash.
+                let storage_failure = self
+                    .instance
+                    .as_mut()
+                    .and_then(|live| live.store.data_mut().event.storage_failure.take());
                 self.drop_instance();
-                let error = EventError::Trap {
-                    object: self.entry.object().to_string(),
-                    message,
+                let object = self.entry.object().to_string();
+                let error = match storage_failure {
+                    Some(why) => EventError::Storage {
+                        object,
+                        message: format!(
+                            "{why}; the event failed and nothing of it was kept (ref {reference})"
+                        ),
+                    },
+                    None => EventError::Trap { object, message },
                 };
                 self.fail(event, error);
             }

@@ -46,6 +46,9 @@ use crate::object::ObjectId;
 /// Connections shared by readers.
 const READ_CONNECTIONS: usize = 4;
 
+/// How much longer than the server's `statement_timeout` lodge waits for an answer.
+const CLIENT_GRACE: Duration = Duration::from_secs(1);
+
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -177,8 +180,51 @@ pub(super) struct PostgresEngine {
     writer: Slot,
     readers: Vec<Slot>,
     next_reader: AtomicUsize,
-    /// Why the engine cannot commit now (`None`: healthy).
+    /// Whether the database can be reached, for `/readyz`.
+    health: Arc<Health>,
+}
+
+/// Why the database cannot be used now (`None`: healthy), set by any read or commit
+/// that lost its connection and cleared by the watchdog (or the writer) once a new
+/// connection works, so readiness comes back by itself even with no traffic.
+#[derive(Default)]
+struct Health {
     problem: Mutex<Option<String>>,
+    wake: tokio::sync::Notify,
+}
+
+impl Health {
+    fn get(&self) -> Option<String> {
+        self.problem
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set(&self, why: Option<String>) {
+        let unhealthy = why.is_some();
+        *self.problem.lock().unwrap_or_else(|p| p.into_inner()) = why;
+        if unhealthy {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Tries a fresh connection every second while there is a problem.
+    async fn watch(self: Arc<Self>, config: tokio_postgres::Config) {
+        loop {
+            self.wake.notified().await;
+            while self.get().is_some() {
+                tokio::time::sleep(super::writer::RETRY).await;
+                let Ok(conn) = Connection::open(&config).await else {
+                    continue;
+                };
+                if conn.client.simple_query("SELECT 1").await.is_ok() {
+                    tracing::warn!("storage recovered: PostgreSQL answers again");
+                    self.set(None);
+                }
+            }
+        }
+    }
 }
 
 /// `user@host:port/db`, never the password.
@@ -208,9 +254,19 @@ impl PostgresEngine {
             what: "the PostgreSQL URL in [storage] url / --storage / LODGE_STORAGE".into(),
             reason: format!("{e} (expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE)"),
         })?;
+        // The server ends a statement that runs past the timeout itself, so a commit
+        // stuck behind a lock is rolled back there (its pipelined COMMIT then does
+        // nothing) instead of committing later, after lodge reported it failed. The
+        // client-side timeout, a second longer, is for a server that does not answer.
+        let timeout_ms = settings.timeout_ms.max(1);
+        let options = format!(
+            "{} -c statement_timeout={timeout_ms}",
+            config.get_options().unwrap_or_default()
+        );
         config
             .application_name("lodge")
-            .connect_timeout(CONNECT_TIMEOUT);
+            .connect_timeout(CONNECT_TIMEOUT)
+            .options(options.trim());
         if config.get_hosts().is_empty() {
             config.host("localhost");
         }
@@ -226,13 +282,14 @@ impl PostgresEngine {
             config,
             described: described.clone(),
             runtime: Handle::current(),
-            timeout: Duration::from_millis(settings.timeout_ms.max(1)),
+            timeout: Duration::from_millis(timeout_ms) + CLIENT_GRACE,
             writer: Slot::default(),
             readers: (0..READ_CONNECTIONS).map(|_| Slot::default()).collect(),
             next_reader: AtomicUsize::new(0),
-            problem: Mutex::new(None),
+            health: Arc::default(),
         };
         let conn = engine.writer.get(&engine.config).await.map_err(open_err)?;
+        tokio::spawn(engine.health.clone().watch(engine.config.clone()));
         migrate(&conn.client).await.map_err(|e| match e {
             refused @ StorageError::Unsupported(_) => StorageError::Open {
                 what: described.clone(),
@@ -253,18 +310,24 @@ impl PostgresEngine {
         &self,
         f: impl AsyncFnOnce(&Connection) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
-        let conn = self.reader().await?;
-        match tokio::time::timeout(self.timeout, f(&conn)).await {
-            Ok(result) => result,
-            Err(_) => Err(StorageError::Unavailable(format!(
-                "PostgreSQL did not answer a read within {} ms",
-                self.timeout.as_millis()
-            ))),
+        let result = match self.reader().await {
+            Ok(conn) => match tokio::time::timeout(self.timeout, f(&conn)).await {
+                Ok(result) => result,
+                Err(_) => Err(StorageError::Unavailable(format!(
+                    "PostgreSQL did not answer a read within {} ms",
+                    self.timeout.as_millis()
+                ))),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e @ StorageError::Io(_)) = &result {
+            self.set_problem(Some(format!("{}: {e}", self.described)));
         }
+        result
     }
 
     fn set_problem(&self, why: Option<String>) {
-        *self.problem.lock().unwrap_or_else(|p| p.into_inner()) = why;
+        self.health.set(why);
     }
 
     async fn commit_async(&self, group: &[ObjectChanges<'_>]) -> Result<(), StorageError> {
@@ -289,6 +352,11 @@ impl PostgresEngine {
 pub(super) async fn migrate(client: &Client) -> Result<(), StorageError> {
     client.batch_execute("BEGIN").await.map_err(pg_error)?;
     let result = async {
+        // A migration (or waiting for another host's) may take longer than a commit.
+        client
+            .batch_execute("SET LOCAL statement_timeout = 0")
+            .await
+            .map_err(pg_error)?;
         client
             .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await
@@ -525,9 +593,9 @@ impl Engine for PostgresEngine {
     }
 
     fn health(&self) -> Result<(), String> {
-        match &*self.problem.lock().unwrap_or_else(|p| p.into_inner()) {
+        match self.health.get() {
             None => Ok(()),
-            Some(why) => Err(why.clone()),
+            Some(why) => Err(why),
         }
     }
 
@@ -831,7 +899,97 @@ async fn commit_group(conn: &Connection, group: &[ObjectChanges<'_>]) -> Result<
 
 #[cfg(test)]
 mod tests {
+    use super::super::redb::RedbEngine;
+    use super::super::writer::merge_batches;
+    use super::super::writer::tests::scenario;
+    use super::super::{Alarm, Batch};
     use super::*;
+
+    /// Everything an engine shows: records, every object's entries both ways, alarms.
+    type Snapshot = (
+        Vec<(ObjectId, ObjectMeta)>,
+        Vec<(Entries, Entries, Entries)>,
+        Vec<Alarm>,
+        u64,
+    );
+
+    async fn snapshot(engine: &dyn Engine) -> Snapshot {
+        let objects = engine.objects().await.unwrap();
+        let mut entries = Vec::new();
+        for (id, _) in &objects {
+            let all = KeyRange::new(None, None, None);
+            let from_b = KeyRange::new(None, Some(b"b"), None);
+            entries.push((
+                engine
+                    .scan(*id, &all, false, 100, usize::MAX)
+                    .await
+                    .unwrap(),
+                engine.scan(*id, &all, true, 1, usize::MAX).await.unwrap(),
+                engine
+                    .scan(*id, &from_b, false, 100, usize::MAX)
+                    .await
+                    .unwrap(),
+            ));
+            assert_eq!(
+                engine.object_meta(*id).await.unwrap().as_ref(),
+                Some(&objects.iter().find(|(o, _)| o == id).unwrap().1)
+            );
+        }
+        let alarms = engine.next_alarms(100).await.unwrap();
+        let count = engine.alarm_count().await.unwrap();
+        (objects, entries, alarms, count)
+    }
+
+    /// Commits `groups` (each one merged group) on the writer's side of the engine.
+    async fn commit(engine: Arc<dyn Engine>, groups: Vec<Vec<Batch>>) {
+        tokio::task::spawn_blocking(move || {
+            for group in groups {
+                engine.commit(&merge_batches(group.iter())).unwrap();
+            }
+        })
+        .await
+        .unwrap();
+    }
+
+    /// The engines agree: the same batches, merged into one group or committed one by
+    /// one, leave the same state in redb and in PostgreSQL, read back the same way.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn both_engines_leave_the_same_state_merged_or_one_by_one() {
+        let server = tokio::task::spawn_blocking(lodge_tests::postgres::Server::start)
+            .await
+            .unwrap()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let settings = StorageConfig::default();
+        let mut snapshots = Vec::new();
+        for (n, merged) in [(1, true), (2, false)] {
+            let redb: Arc<dyn Engine> =
+                Arc::new(RedbEngine::open(&dir.path().join(format!("r{n}"))).unwrap());
+            let url = server.create_database(&format!("conformance{n}")).unwrap();
+            let pg: Arc<dyn Engine> =
+                Arc::new(PostgresEngine::open(&url, &settings).await.unwrap());
+            for engine in [redb, pg] {
+                let (before, group) = scenario();
+                let groups = if merged {
+                    vec![before, group]
+                } else {
+                    before.into_iter().chain(group).map(|b| vec![b]).collect()
+                };
+                commit(engine.clone(), groups).await;
+                snapshots.push((engine.describe(), snapshot(&*engine).await));
+            }
+        }
+        let (first_name, first) = &snapshots[0];
+        for (name, other) in &snapshots[1..] {
+            assert_eq!(other, first, "{name} differs from {first_name}");
+        }
+        // And that state is the intended one.
+        let usages: Vec<(u8, u64)> = first.0.iter().map(|(o, m)| (o.0[0], m.usage)).collect();
+        assert_eq!(usages, [(1, 6), (2, 2), (5, 0)]);
+        let alarms: Vec<(u8, u64)> = first.2.iter().map(|a| (a.object.0[0], a.at_ms)).collect();
+        assert_eq!(alarms, [(5, 70), (1, 200)]);
+        assert_eq!(first.3, 2);
+    }
 
     #[test]
     fn scans_bind_only_the_bounds_they_have() {
