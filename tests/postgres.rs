@@ -133,7 +133,7 @@ async fn the_schema_is_created_migrated_forward_and_a_newer_one_is_refused() {
     server
         .sql("schema", "UPDATE lodge_schema SET version = 99")
         .unwrap();
-    let err = host.restart().await.err().expect("refused").to_string();
+    let err = host.restart().await.expect_err("refused").to_string();
     assert!(
         err.contains(
             "written by a newer lodge (schema version 99; this lodge knows versions up to 2)"
