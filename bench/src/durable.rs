@@ -102,6 +102,32 @@ pub fn probe(dir: &Path, secs: f64) -> Result<FsyncProbe> {
     })
 }
 
+/// Single-row commits per second on one connection to the PostgreSQL database `url`:
+/// what lodge on PostgreSQL would do with one transaction per event (each `INSERT` in
+/// autocommit, waiting for its WAL flush like lodge's commits).
+pub async fn probe_postgres(url: &str, secs: f64) -> Result<f64> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let driver = tokio::spawn(connection);
+    client
+        .batch_execute("CREATE TABLE IF NOT EXISTS commit_probe (id bigint PRIMARY KEY, v bytea)")
+        .await?;
+    let insert = client
+        .prepare("INSERT INTO commit_probe (id, v) VALUES ($1, $2)")
+        .await?;
+    let value = vec![0x5au8; 200];
+    let start = Instant::now();
+    let mut n = 0i64;
+    while start.elapsed().as_secs_f64() < secs {
+        client.execute(&insert, &[&n, &value]).await?;
+        n += 1;
+    }
+    let per_s = n as f64 / start.elapsed().as_secs_f64();
+    client.batch_execute("DROP TABLE commit_probe").await?;
+    drop(client);
+    let _ = driver.await;
+    Ok(per_s)
+}
+
 pub struct DurableRun {
     pub events: u64,
     pub secs: f64,

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{self, Ws};
-use crate::servers::{Kind, Server};
+use crate::servers::Server;
 use crate::stats::round3;
 
 #[derive(Clone, Debug)]
@@ -44,7 +44,7 @@ async fn live_objects(server: &Server) -> Option<f64> {
 /// allocator settle.
 async fn wait_evicted(server: &Server, idle_ms: u64) -> Result<f64> {
     let start = Instant::now();
-    if server.kind == Kind::Lodge {
+    if server.kind.is_lodge() {
         tokio::time::sleep(Duration::from_millis(idle_ms)).await;
         loop {
             match live_objects(server).await {

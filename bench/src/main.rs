@@ -190,7 +190,8 @@ impl Common {
 
 #[derive(Args, Clone)]
 struct Targets {
-    /// Servers to run, comma-separated: native, native-nofsync, lodge.
+    /// Servers to run, comma-separated: native, native-nofsync, native-4k-read-buffer,
+    /// lodge, lodge-postgres (lodge with storage in a private PostgreSQL server).
     #[arg(long, value_delimiter = ',')]
     targets: Option<Vec<String>>,
     /// Run against a server that is already listening (e.g. http://127.0.0.1:8787)
@@ -212,7 +213,7 @@ impl Targets {
 
     fn needs_lodge(&self, default: &[Kind]) -> bool {
         self.kinds(default)
-            .map(|k| k.contains(&Kind::Lodge))
+            .map(|k| k.iter().any(|k| k.is_lodge()))
             .unwrap_or(false)
     }
 }
@@ -634,6 +635,16 @@ async fn fanout_scenario(
             }
         }
     }
+    if let (Some(p), Some(l)) = (find(Kind::LodgePostgres), find(Kind::Lodge)) {
+        ratios.insert(
+            "lodge_postgres_frames_per_s_over_lodge".into(),
+            ratio(p.fps, l.fps),
+        );
+        ratios.insert(
+            "lodge_postgres_p99_minus_lodge_ms".into(),
+            json!(round3(p.p99 - l.p99)),
+        );
+    }
     let mut line = json!({ "scenario": "fanout", "rounds": repeat.max(1) });
     merge(&mut line, cfg.json());
     merge(
@@ -738,6 +749,17 @@ async fn durable_scenario(
     }
     let after = tokio::task::spawn_blocking(move || durable::probe(&dir, 2.0)).await??;
     let probe = before.mean(&after);
+    // On the private PostgreSQL server, after lodge ran on it: one commit per event.
+    let pg_commits_per_s = if kinds.contains(&Kind::LodgePostgres) {
+        note!("measuring single-row commits/s on the same PostgreSQL server");
+        let url = tokio::task::spawn_blocking(|| {
+            servers::postgres()?.create_database(&format!("probe_{}", nonce()))
+        })
+        .await??;
+        Some(durable::probe_postgres(&url, 2.0).await?)
+    } else {
+        None
+    };
     let rates: Vec<(Kind, f64)> = rates
         .into_iter()
         .map(|k| (k, results[k.name()].events_per_s()))
@@ -768,8 +790,17 @@ async fn durable_scenario(
                 },
                 "lodge_events_per_s_over_fdatasync_per_s": find(Kind::Lodge).map(|l| ratio(l, probe.fdatasync_per_s)),
                 "lodge_events_per_s_over_redb_commits_per_s": find(Kind::Lodge).map(|l| ratio(l, probe.redb_commits_per_s)),
+                "lodge_postgres_events_per_s_over_pg_commits_per_s": match (find(Kind::LodgePostgres), pg_commits_per_s) {
+                    (Some(l), Some(c)) => ratio(l, c),
+                    _ => Value::Null,
+                },
+                "lodge_postgres_events_per_s_over_lodge": match (find(Kind::LodgePostgres), find(Kind::Lodge)) {
+                    (Some(p), Some(l)) => ratio(p, l),
+                    _ => Value::Null,
+                },
             },
-            "targets": "durable events/s across 1,000 objects >= 10x one fsync per event",
+            "postgres": { "single_row_commits_per_s": pg_commits_per_s.map(round3) },
+            "targets": "durable events/s across 1,000 objects >= 10x one fsync per event (redb), >= 10x one single-row commit per event (PostgreSQL)",
         }),
     );
     Ok(line)

@@ -96,6 +96,9 @@ fn run_cargo(dir: &Path, args: &[&str]) -> Result<()> {
 pub enum Kind {
     /// lodge with the chat guest.
     Lodge,
+    /// The same, with storage in PostgreSQL (a private server this process starts,
+    /// a fresh database per run).
+    LodgePostgres,
     /// The native baseline, fsync'd group commits (same durability as lodge).
     Native,
     /// The native baseline without fsync.
@@ -112,6 +115,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Lodge => "lodge",
+            Kind::LodgePostgres => "lodge_postgres",
             Kind::Native => "native",
             Kind::NativeNoFsync => "native_nofsync",
             Kind::NativeSmallBuffer => "native_4k_read_buffer",
@@ -122,14 +126,35 @@ impl Kind {
     pub fn parse(s: &str) -> Result<Kind> {
         Ok(match s {
             "lodge" => Kind::Lodge,
+            "lodge-postgres" | "lodge_postgres" => Kind::LodgePostgres,
             "native" => Kind::Native,
             "native-nofsync" | "native_nofsync" => Kind::NativeNoFsync,
             "native-4k-read-buffer" | "native_4k_read_buffer" => Kind::NativeSmallBuffer,
             other => bail!(
-                "unknown target {other:?}: lodge, native, native-nofsync or native-4k-read-buffer"
+                "unknown target {other:?}: lodge, lodge-postgres, native, native-nofsync or native-4k-read-buffer"
             ),
         })
     }
+}
+
+impl Kind {
+    /// Whether this is lodge (on either engine).
+    pub fn is_lodge(self) -> bool {
+        matches!(self, Kind::Lodge | Kind::LodgePostgres)
+    }
+}
+
+/// The private PostgreSQL server of this bench process (Debian's binaries, as in the
+/// tests), started on first use.
+pub fn postgres() -> Result<&'static lodge_tests::postgres::Server> {
+    lodge_tests::postgres::Server::shared()
+}
+
+/// A fresh database on it, for one server run.
+fn postgres_database() -> Result<String> {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    postgres()?.create_database(&format!("bench_{}_{n}", std::process::id()))
 }
 
 /// lodge settings a scenario may change.
@@ -169,7 +194,11 @@ impl Server {
         url: Option<&str>,
     ) -> Result<Server> {
         match kind {
-            Kind::Lodge => Server::lodge(paths, lodge).await,
+            Kind::Lodge => Server::lodge(paths, lodge, None).await,
+            Kind::LodgePostgres => {
+                let url = tokio::task::spawn_blocking(postgres_database).await??;
+                Server::lodge(paths, lodge, Some(&url)).await
+            }
             Kind::Native | Kind::NativeNoFsync | Kind::NativeSmallBuffer => {
                 Server::native(kind).await
             }
@@ -187,8 +216,9 @@ impl Server {
         }
     }
 
-    /// A lodge host serving only the chat class, with a fresh data dir.
-    pub async fn lodge(paths: &Paths, opts: &LodgeOpts) -> Result<Server> {
+    /// A lodge host serving only the chat class, with a fresh data dir, and its objects
+    /// there or in the PostgreSQL database `storage`.
+    pub async fn lodge(paths: &Paths, opts: &LodgeOpts, storage: Option<&str>) -> Result<Server> {
         paths.check()?;
         let dir = tempfile::Builder::new().prefix("lodge-bench-").tempdir()?;
         let data = dir.path().join("data");
@@ -206,6 +236,10 @@ impl Server {
             live = opts.max_live_objects,
             chat = paths.chat_wasm,
         );
+        let config = match storage {
+            Some(url) => format!("{config}[storage]\nurl = {url:?}\n"),
+            None => config,
+        };
         let config_path = dir.path().join("lodge.toml");
         std::fs::write(&config_path, config)?;
         let log = std::fs::File::create(dir.path().join("lodge.log"))?;
@@ -246,7 +280,11 @@ impl Server {
             .trim()
             .to_string();
         Ok(Server {
-            kind: Kind::Lodge,
+            kind: if storage.is_some() {
+                Kind::LodgePostgres
+            } else {
+                Kind::Lodge
+            },
             base: format!("http://{base}"),
             admin: Some(admin.ok_or_else(|| anyhow!("no admin address"))?.parse()?),
             token: Some(token),
@@ -367,7 +405,7 @@ impl Server {
     /// The server's counters: lodge's admin `/metrics`, or the baseline's `/metrics`.
     pub async fn metrics(&self) -> Result<HashMap<String, f64>> {
         let (status, body) = match (self.kind, self.admin) {
-            (Kind::Lodge, Some(admin)) => {
+            (Kind::Lodge | Kind::LodgePostgres, Some(admin)) => {
                 let auth = format!("Bearer {}", self.token.as_deref().unwrap_or(""));
                 http(admin, "GET", "/metrics", &[("authorization", &auth)], &[]).await?
             }
