@@ -147,9 +147,14 @@ impl HostState {
         key: &[u8],
     ) -> Result<Option<Vec<u8>>, store::StorageError> {
         let lookup = self.layers(|l| l.get(key));
-        lookup
+        let from_engine = matches!(lookup, store::Lookup::Committed);
+        let value = lookup
             .resolve(&self.object.store, self.object.object.id, key)
-            .await
+            .await?;
+        if from_engine {
+            self.object.overlay().remember(key, value.as_deref());
+        }
+        Ok(value)
     }
 
     /// Entries in `range` as this event sees them.

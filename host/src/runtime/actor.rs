@@ -238,6 +238,8 @@ impl Actor {
         if self.instance.take().is_some() {
             self.rt.live.remove(self.entry.object().id);
         }
+        // The cache lives as long as the instance: a hibernated object holds no data.
+        self.entry.shared.overlay().forget_cache();
     }
 
     /// Makes sure a live instance of the class's current version exists.

@@ -53,7 +53,9 @@ const CLIENT_GRACE: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Schema changes, in order; entry `i` takes the schema from version `i` to `i + 1`.
-/// Released entries are never edited: a change is a new entry.
+/// Released entries are never edited: a change is a new entry. Fill factors leave room
+/// in each page, so that rewriting a value or an object's usage is a HOT update (no
+/// index entry to add).
 const MIGRATIONS: &[&str] = &[
     // 1: objects, their keys and alarms.
     "CREATE TABLE lodge_data (
@@ -61,13 +63,13 @@ const MIGRATIONS: &[&str] = &[
          key bytea NOT NULL,
          value bytea NOT NULL,
          PRIMARY KEY (object, key)
-     );
+     ) WITH (fillfactor = 90);
      CREATE TABLE lodge_objects (
          object bytea PRIMARY KEY,
          class text NOT NULL,
          name text NOT NULL,
          usage bigint NOT NULL
-     );
+     ) WITH (fillfactor = 50);
      CREATE TABLE lodge_alarms (
          object bytea PRIMARY KEY,
          at_ms bigint NOT NULL,
@@ -259,8 +261,11 @@ impl PostgresEngine {
         // nothing) instead of committing later, after lodge reported it failed. The
         // client-side timeout, a second longer, is for a server that does not answer.
         let timeout_ms = settings.timeout_ms.max(1);
+        // Generic plans: the statements are prepared once per connection, and a plan
+        // chosen for one group's array sizes (a hash join over a whole table for a large
+        // group) would be wrong for the next; the generic one probes the primary key.
         let options = format!(
-            "{} -c statement_timeout={timeout_ms}",
+            "{} -c statement_timeout={timeout_ms} -c plan_cache_mode=force_generic_plan",
             config.get_options().unwrap_or_default()
         );
         config
@@ -707,20 +712,25 @@ impl RegistryRecords for PostgresEngine {
 #[derive(Default)]
 struct Columns<'a> {
     cleared: Vec<&'a [u8]>,
-    upsert_objects: Vec<&'a [u8]>,
-    upsert_keys: Vec<&'a [u8]>,
-    upsert_values: Vec<&'a [u8]>,
+    insert_objects: Vec<&'a [u8]>,
+    insert_keys: Vec<&'a [u8]>,
+    insert_values: Vec<&'a [u8]>,
+    update_objects: Vec<&'a [u8]>,
+    update_keys: Vec<&'a [u8]>,
+    update_values: Vec<&'a [u8]>,
     delete_objects: Vec<&'a [u8]>,
     delete_keys: Vec<&'a [u8]>,
     alarm_changed: Vec<&'a [u8]>,
     alarm_objects: Vec<&'a [u8]>,
     alarm_at: Vec<i64>,
     alarm_retry: Vec<i32>,
-    meta_objects: Vec<&'a [u8]>,
-    meta_classes: Vec<&'a str>,
-    meta_names: Vec<&'a str>,
-    meta_usages: Vec<i64>,
-    meta_gone: Vec<&'a [u8]>,
+    new_objects: Vec<&'a [u8]>,
+    new_classes: Vec<&'a str>,
+    new_names: Vec<&'a str>,
+    new_usages: Vec<i64>,
+    kept_objects: Vec<&'a [u8]>,
+    kept_usages: Vec<i64>,
+    gone: Vec<&'a [u8]>,
 }
 
 const OLD_SIZES: &str = "SELECT d.object, d.key, octet_length(d.value)
@@ -733,16 +743,24 @@ const CLEAR: &str = "DELETE FROM lodge_data WHERE object = ANY($1::bytea[])";
 const DELETE: &str =
     "DELETE FROM lodge_data d USING unnest($1::bytea[], $2::bytea[]) AS w(object, key)
      WHERE d.object = w.object AND d.key = w.key";
-const UPSERT: &str = "INSERT INTO lodge_data (object, key, value)
-     SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[])
-     ON CONFLICT (object, key) DO UPDATE SET value = EXCLUDED.value";
+// The writer knows which keys and records exist (it read them in the same transaction,
+// and it is their only writer), so rows are inserted or updated, never upserted: an
+// upsert costs a speculative insertion per row.
+const INSERT: &str = "INSERT INTO lodge_data (object, key, value)
+     SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[])";
+const UPDATE: &str = "UPDATE lodge_data d SET value = w.value
+     FROM unnest($1::bytea[], $2::bytea[], $3::bytea[]) AS w(object, key, value)
+     WHERE d.object = w.object AND d.key = w.key";
 const ALARMS_CLEAR: &str = "DELETE FROM lodge_alarms WHERE object = ANY($1::bytea[])";
 const ALARMS_SET: &str = "INSERT INTO lodge_alarms (object, at_ms, retry)
      SELECT * FROM unnest($1::bytea[], $2::int8[], $3::int4[])";
-const RECORDS_SET: &str = "INSERT INTO lodge_objects (object, class, name, usage)
-     SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::int8[])
-     ON CONFLICT (object) DO UPDATE SET usage = EXCLUDED.usage";
+const RECORDS_NEW: &str = "INSERT INTO lodge_objects (object, class, name, usage)
+     SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::int8[])";
+const RECORDS_KEPT: &str = "UPDATE lodge_objects o SET usage = w.usage
+     FROM unnest($1::bytea[], $2::int8[]) AS w(object, usage) WHERE o.object = w.object";
 const RECORDS_GONE: &str = "DELETE FROM lodge_objects WHERE object = ANY($1::bytea[])";
+
+type Params<'p, const N: usize> = [&'p (dyn ToSql + Sync); N];
 
 /// One group in one transaction, in two round trips.
 async fn commit_group(conn: &Connection, group: &[ObjectChanges<'_>]) -> Result<(), StorageError> {
@@ -753,18 +771,24 @@ async fn commit_group(conn: &Connection, group: &[ObjectChanges<'_>]) -> Result<
     let old_records = conn.statement(OLD_RECORDS, &[T::BYTEA_ARRAY]).await?;
     let clear = conn.statement(CLEAR, &[T::BYTEA_ARRAY]).await?;
     let delete = conn.statement(DELETE, &bytea2).await?;
-    let upsert = conn
-        .statement(UPSERT, &[T::BYTEA_ARRAY, T::BYTEA_ARRAY, T::BYTEA_ARRAY])
+    let insert = conn
+        .statement(INSERT, &[T::BYTEA_ARRAY, T::BYTEA_ARRAY, T::BYTEA_ARRAY])
+        .await?;
+    let update = conn
+        .statement(UPDATE, &[T::BYTEA_ARRAY, T::BYTEA_ARRAY, T::BYTEA_ARRAY])
         .await?;
     let alarms_clear = conn.statement(ALARMS_CLEAR, &[T::BYTEA_ARRAY]).await?;
     let alarms_set = conn
         .statement(ALARMS_SET, &[T::BYTEA_ARRAY, T::INT8_ARRAY, T::INT4_ARRAY])
         .await?;
-    let records_set = conn
+    let records_new = conn
         .statement(
-            RECORDS_SET,
+            RECORDS_NEW,
             &[T::BYTEA_ARRAY, T::TEXT_ARRAY, T::TEXT_ARRAY, T::INT8_ARRAY],
         )
+        .await?;
+    let records_kept = conn
+        .statement(RECORDS_KEPT, &[T::BYTEA_ARRAY, T::INT8_ARRAY])
         .await?;
     let records_gone = conn.statement(RECORDS_GONE, &[T::BYTEA_ARRAY]).await?;
 
@@ -817,20 +841,30 @@ async fn commit_group(conn: &Connection, group: &[ObjectChanges<'_>]) -> Result<
                 cols.cleared.push(id);
             }
             for (key, value) in &c.writes {
-                if let Some(old) = old_size.get(&(id, *key)) {
+                // A cleared object's keys are all gone by the time its writes apply.
+                let old = old_size.get(&(id, *key)).filter(|_| !c.clear);
+                if let Some(old) = old {
                     usage -= key.len() as i64 + old;
                 }
-                match value {
-                    Some(v) => {
+                match (value, old) {
+                    (Some(v), None) => {
                         usage += (key.len() + v.len()) as i64;
-                        cols.upsert_objects.push(id);
-                        cols.upsert_keys.push(key);
-                        cols.upsert_values.push(v);
+                        cols.insert_objects.push(id);
+                        cols.insert_keys.push(key);
+                        cols.insert_values.push(v);
                     }
-                    None => {
+                    (Some(v), Some(_)) => {
+                        usage += (key.len() + v.len()) as i64;
+                        cols.update_objects.push(id);
+                        cols.update_keys.push(key);
+                        cols.update_values.push(v);
+                    }
+                    (None, Some(_)) => {
                         cols.delete_objects.push(id);
                         cols.delete_keys.push(key);
                     }
+                    // Deleting a key that is not there changes nothing.
+                    (None, None) => {}
                 }
             }
             let usage = usage.max(0);
@@ -848,43 +882,53 @@ async fn commit_group(conn: &Connection, group: &[ObjectChanges<'_>]) -> Result<
                 None => had_alarm,
             };
             // An object that stores nothing and has no alarm is not recorded at all.
+            let recorded = old_record.contains_key(id);
             if usage == 0 && !has_alarm {
-                cols.meta_gone.push(id);
+                if recorded {
+                    cols.gone.push(id);
+                }
+            } else if recorded {
+                if usage != old_usage {
+                    cols.kept_objects.push(id);
+                    cols.kept_usages.push(usage);
+                }
             } else {
-                cols.meta_objects.push(id);
-                cols.meta_classes.push(c.class);
-                cols.meta_names.push(c.name);
-                cols.meta_usages.push(usage);
+                cols.new_objects.push(id);
+                cols.new_classes.push(c.class);
+                cols.new_names.push(c.name);
+                cols.new_usages.push(usage);
             }
         }
 
-        // Round trip 2: every write, one statement per kind, then the commit. The
-        // statements run in this order (clears before the group's upserts).
+        // Round trip 2: every write, one statement per kind that has rows, then the
+        // commit. They run in this order (a clear before the group's inserts).
         let c = &cols;
-        type Params<'p, const N: usize> = [&'p (dyn ToSql + Sync); N];
         let p_clear: Params<1> = [&c.cleared];
         let p_delete: Params<2> = [&c.delete_objects, &c.delete_keys];
-        let p_upsert: Params<3> = [&c.upsert_objects, &c.upsert_keys, &c.upsert_values];
+        let p_insert: Params<3> = [&c.insert_objects, &c.insert_keys, &c.insert_values];
+        let p_update: Params<3> = [&c.update_objects, &c.update_keys, &c.update_values];
         let p_alarms_clear: Params<1> = [&c.alarm_changed];
         let p_alarms_set: Params<3> = [&c.alarm_objects, &c.alarm_at, &c.alarm_retry];
-        let p_records: Params<4> = [
-            &c.meta_objects,
-            &c.meta_classes,
-            &c.meta_names,
-            &c.meta_usages,
+        let p_new: Params<4> = [&c.new_objects, &c.new_classes, &c.new_names, &c.new_usages];
+        let p_kept: Params<2> = [&c.kept_objects, &c.kept_usages];
+        let p_gone: Params<1> = [&c.gone];
+        let statements: [(&Statement, &[&(dyn ToSql + Sync)], bool); 9] = [
+            (&clear, &p_clear, c.cleared.is_empty()),
+            (&delete, &p_delete, c.delete_objects.is_empty()),
+            (&insert, &p_insert, c.insert_objects.is_empty()),
+            (&update, &p_update, c.update_objects.is_empty()),
+            (&alarms_clear, &p_alarms_clear, c.alarm_changed.is_empty()),
+            (&alarms_set, &p_alarms_set, c.alarm_objects.is_empty()),
+            (&records_new, &p_new, c.new_objects.is_empty()),
+            (&records_kept, &p_kept, c.kept_objects.is_empty()),
+            (&records_gone, &p_gone, c.gone.is_empty()),
         ];
-        let p_gone: Params<1> = [&c.meta_gone];
-        let writes = async {
-            tokio::try_join!(
-                client.execute(&clear, &p_clear),
-                client.execute(&delete, &p_delete),
-                client.execute(&upsert, &p_upsert),
-                client.execute(&alarms_clear, &p_alarms_clear),
-                client.execute(&alarms_set, &p_alarms_set),
-                client.execute(&records_set, &p_records),
-                client.execute(&records_gone, &p_gone),
-            )
-        };
+        let writes = futures_util::future::try_join_all(
+            statements
+                .iter()
+                .filter(|(_, _, empty)| !empty)
+                .map(|(statement, params, _)| client.execute(*statement, params)),
+        );
         let (written, committed) = tokio::join!(writes, client.batch_execute("COMMIT"));
         written.map_err(pg_error)?;
         committed.map_err(pg_error)

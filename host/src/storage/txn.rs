@@ -1,9 +1,17 @@
 //! The layers an object's reads see: the current event's own writes, then the writes of
 //! its earlier events that are queued for commit but not yet durable (the overlay), then
-//! what redb has committed. This is what lets event N+1 run while event N's batch is
-//! still being fsynced, and what lets a trap discard an event's writes by dropping them.
+//! what the engine has committed. This is what lets event N+1 run while event N's batch
+//! is still being fsynced, and what lets a trap discard an event's writes by dropping
+//! them.
+//!
+//! The overlay also keeps a small cache of committed values (what the object read, and
+//! its own writes once durable), as Durable Objects do: an object is the only writer of
+//! its keys, so while it is live the cache cannot go stale, and a read it answers costs
+//! no trip to the engine (a network round trip on PostgreSQL). Trade-off: up to
+//! [`CACHE_BYTES`] per object while it is live, dropped when its instance is (eviction,
+//! a trap, a failed commit), against a read of the engine per cold key.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::{Entries, KeyRange, StorageError, Store};
 use crate::object::ObjectId;
@@ -34,6 +42,17 @@ pub struct Overlay {
     next_seq: u64,
     /// The newest batch known to be durable (or abandoned).
     done_seq: u64,
+    /// Committed values (`None`: known absent) while the object is live.
+    cache: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    cache_bytes: usize,
+}
+
+/// The most one object's cache of committed values holds (keys, values and a little
+/// bookkeeping per entry); past it, new entries are not kept.
+pub const CACHE_BYTES: usize = 256 << 10;
+
+fn cached_size(key: &[u8], value: &Option<Vec<u8>>) -> usize {
+    key.len() + value.as_ref().map_or(0, Vec::len) + 32
 }
 
 impl Overlay {
@@ -51,12 +70,24 @@ impl Overlay {
         seq
     }
 
-    /// Batch `seq` (and every earlier one) is durable: redb now shows its writes.
+    /// Batch `seq` (and every earlier one) is durable: the engine now shows its writes,
+    /// and the cache keeps them.
     pub fn committed(&mut self, seq: u64) {
         self.done_seq = self.done_seq.max(seq);
-        self.entries.retain(|_, (_, s)| *s > seq);
         if self.cleared.is_some_and(|c| c <= seq) {
             self.cleared = None;
+            self.forget_cache();
+        }
+        let durable: Vec<Vec<u8>> = self
+            .entries
+            .iter()
+            .filter(|(_, (_, s))| *s <= seq)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in durable {
+            if let Some((value, _)) = self.entries.remove(&key) {
+                self.cache_put(key, value);
+            }
         }
     }
 
@@ -65,6 +96,32 @@ impl Overlay {
         self.entries.clear();
         self.cleared = None;
         self.done_seq = self.next_seq;
+        self.forget_cache();
+    }
+
+    /// Keeps a value just read from the engine (`None`: absent), unless a pending write
+    /// already decides the key.
+    pub fn remember(&mut self, key: &[u8], value: Option<&[u8]>) {
+        if self.cleared.is_none() && !self.entries.contains_key(key) {
+            self.cache_put(key.to_vec(), value.map(<[u8]>::to_vec));
+        }
+    }
+
+    /// Drops the cache of committed values (the object's instance is going away).
+    pub fn forget_cache(&mut self) {
+        self.cache = HashMap::new();
+        self.cache_bytes = 0;
+    }
+
+    fn cache_put(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        if let Some(old) = self.cache.remove(&key) {
+            self.cache_bytes -= cached_size(&key, &old);
+        }
+        let size = cached_size(&key, &value);
+        if self.cache_bytes + size <= CACHE_BYTES {
+            self.cache_bytes += size;
+            self.cache.insert(key, value);
+        }
     }
 
     /// Bytes of keys and values the pending writes add at most.
@@ -138,7 +195,10 @@ impl Layers<'_> {
         if self.overlay.cleared.is_some() {
             return Lookup::Known(None);
         }
-        Lookup::Committed
+        match self.overlay.cache.get(key) {
+            Some(v) => Lookup::Known(v.clone()),
+            None => Lookup::Committed,
+        }
     }
 
     /// The pending changes a listing of `range` merges in: the event's writes shadow the
@@ -395,6 +455,70 @@ mod tests {
             keys(view.list(&all, false, 10, usize::MAX).await.unwrap()),
             ["a", "d", "e"]
         );
+    }
+
+    #[tokio::test]
+    async fn the_cache_answers_for_committed_values_until_it_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_redb(dir.path(), &Default::default()).unwrap();
+        let id = ObjectId([3; 16]);
+        let mut overlay = Overlay::default();
+        let event = EventWrites::default();
+        let layers = |o: &Overlay, key: &[u8]| match (Layers {
+            overlay: o,
+            event: &event,
+        })
+        .get(key)
+        {
+            Lookup::Known(v) => Some(v),
+            Lookup::Committed => None,
+        };
+
+        // The object's own write, once durable, is answered from the cache.
+        let mut w = EventWrites::default();
+        put(&mut w, "own", Some("1"));
+        let seq = overlay.push(&w);
+        commit(&store, id, &w).await;
+        overlay.committed(seq);
+        assert_eq!(layers(&overlay, b"own"), Some(Some(b"1".to_vec())));
+        // A value read from the engine is kept, absent ones too; a pending key is not.
+        assert_eq!(layers(&overlay, b"read"), None);
+        overlay.remember(b"read", Some(b"r"));
+        overlay.remember(b"missing", None);
+        assert_eq!(layers(&overlay, b"read"), Some(Some(b"r".to_vec())));
+        assert_eq!(layers(&overlay, b"missing"), Some(None));
+        let mut pending = EventWrites::default();
+        put(&mut pending, "p", Some("new"));
+        let p_seq = overlay.push(&pending);
+        overlay.remember(b"p", Some(b"old"));
+        assert_eq!(layers(&overlay, b"p"), Some(Some(b"new".to_vec())));
+
+        // A clear that becomes durable empties it; so does a reset or eviction.
+        let clear = EventWrites {
+            clear: true,
+            ..Default::default()
+        };
+        let c_seq = overlay.push(&clear);
+        overlay.committed(p_seq);
+        assert_eq!(layers(&overlay, b"own"), Some(None), "hidden by the clear");
+        overlay.committed(c_seq);
+        assert_eq!(layers(&overlay, b"own"), None, "asks the engine again");
+        overlay.remember(b"k", Some(b"v"));
+        overlay.reset();
+        assert_eq!(layers(&overlay, b"k"), None);
+        overlay.remember(b"k", Some(b"v"));
+        overlay.forget_cache();
+        assert_eq!(layers(&overlay, b"k"), None);
+
+        // It stays within its bound.
+        let big = vec![0u8; 100 << 10];
+        for i in 0..8u8 {
+            overlay.remember(&[i], Some(&big));
+        }
+        let kept = (0..8u8)
+            .filter(|i| layers(&overlay, &[*i]).is_some())
+            .count();
+        assert_eq!(kept, CACHE_BYTES / (big.len() + 33));
     }
 
     #[tokio::test]
