@@ -731,14 +731,14 @@ struct Columns<'a> {
     kept_objects: Vec<&'a [u8]>,
     kept_usages: Vec<i64>,
     gone: Vec<&'a [u8]>,
+    emptied: Vec<&'a [u8]>,
 }
 
 const OLD_SIZES: &str = "SELECT d.object, d.key, octet_length(d.value)
      FROM lodge_data d JOIN unnest($1::bytea[], $2::bytea[]) AS w(object, key)
      ON d.object = w.object AND d.key = w.key";
-const OLD_RECORDS: &str = "SELECT o.object, o.usage,
-            EXISTS (SELECT 1 FROM lodge_alarms a WHERE a.object = o.object)
-     FROM lodge_objects o WHERE o.object = ANY($1::bytea[])";
+const OLD_RECORDS: &str =
+    "SELECT object, usage FROM lodge_objects WHERE object = ANY($1::bytea[])";
 const CLEAR: &str = "DELETE FROM lodge_data WHERE object = ANY($1::bytea[])";
 const DELETE: &str =
     "DELETE FROM lodge_data d USING unnest($1::bytea[], $2::bytea[]) AS w(object, key)
@@ -759,6 +759,11 @@ const RECORDS_NEW: &str = "INSERT INTO lodge_objects (object, class, name, usage
 const RECORDS_KEPT: &str = "UPDATE lodge_objects o SET usage = w.usage
      FROM unnest($1::bytea[], $2::int8[]) AS w(object, usage) WHERE o.object = w.object";
 const RECORDS_GONE: &str = "DELETE FROM lodge_objects WHERE object = ANY($1::bytea[])";
+/// Objects left with nothing stored whose alarm the group did not change: their record
+/// goes unless they have an alarm (asked here, only for them).
+const RECORDS_GONE_UNLESS_ALARM: &str = "DELETE FROM lodge_objects o
+     WHERE o.object = ANY($1::bytea[])
+     AND NOT EXISTS (SELECT 1 FROM lodge_alarms a WHERE a.object = o.object)";
 
 type Params<'p, const N: usize> = [&'p (dyn ToSql + Sync); N];
 
@@ -791,6 +796,9 @@ async fn commit_group(conn: &Connection, group: &[ObjectChanges<'_>]) -> Result<
         .statement(RECORDS_KEPT, &[T::BYTEA_ARRAY, T::INT8_ARRAY])
         .await?;
     let records_gone = conn.statement(RECORDS_GONE, &[T::BYTEA_ARRAY]).await?;
+    let records_emptied = conn
+        .statement(RECORDS_GONE_UNLESS_ALARM, &[T::BYTEA_ARRAY])
+        .await?;
 
     // Round trip 1: begin, and what the writes replace.
     let ids: Vec<&[u8]> = group.iter().map(|c| c.object.0.as_slice()).collect();
@@ -824,18 +832,18 @@ async fn commit_group(conn: &Connection, group: &[ObjectChanges<'_>]) -> Result<
                 old_size.insert((c.object.0.as_slice(), *k), row.get::<_, i32>(2) as i64);
             }
         }
-        let mut old_record: HashMap<&[u8], (i64, bool)> = HashMap::new();
+        let mut old_record: HashMap<&[u8], i64> = HashMap::new();
         for row in &records {
             let object: &[u8] = row.get(0);
             if let Some(c) = by_id.get(object) {
-                old_record.insert(c.object.0.as_slice(), (row.get(1), row.get(2)));
+                old_record.insert(c.object.0.as_slice(), row.get(1));
             }
         }
 
         let mut cols = Columns::default();
         for c in group {
             let id = c.object.0.as_slice();
-            let (old_usage, had_alarm) = old_record.get(id).copied().unwrap_or((0, false));
+            let old_usage = old_record.get(id).copied().unwrap_or(0);
             let mut usage = if c.clear { 0 } else { old_usage };
             if c.clear {
                 cols.cleared.push(id);
@@ -868,35 +876,42 @@ async fn commit_group(conn: &Connection, group: &[ObjectChanges<'_>]) -> Result<
                 }
             }
             let usage = usage.max(0);
-            let has_alarm = match c.alarm {
-                Some(change) => {
-                    cols.alarm_changed.push(id);
-                    if let AlarmChange::Set { at_ms, retry } = change {
-                        cols.alarm_objects.push(id);
-                        cols.alarm_at.push(i64_of(at_ms));
-                        cols.alarm_retry
-                            .push(i32::try_from(retry).unwrap_or(i32::MAX));
-                    }
-                    matches!(change, AlarmChange::Set { .. })
+            // `Some(has_alarm)` when the group changed it.
+            let alarm = c.alarm.map(|change| {
+                cols.alarm_changed.push(id);
+                if let AlarmChange::Set { at_ms, retry } = change {
+                    cols.alarm_objects.push(id);
+                    cols.alarm_at.push(i64_of(at_ms));
+                    cols.alarm_retry
+                        .push(i32::try_from(retry).unwrap_or(i32::MAX));
                 }
-                None => had_alarm,
-            };
-            // An object that stores nothing and has no alarm is not recorded at all.
+                matches!(change, AlarmChange::Set { .. })
+            });
+            // An object that stores nothing and has no alarm is not recorded at all (and
+            // one with an alarm always is).
             let recorded = old_record.contains_key(id);
-            if usage == 0 && !has_alarm {
-                if recorded {
-                    cols.gone.push(id);
+            match (usage, alarm, recorded) {
+                (0, Some(false), true) => cols.gone.push(id),
+                (0, Some(false) | None, false) => {}
+                (0, None, true) => {
+                    if old_usage != 0 {
+                        cols.kept_objects.push(id);
+                        cols.kept_usages.push(0);
+                    }
+                    cols.emptied.push(id);
                 }
-            } else if recorded {
-                if usage != old_usage {
-                    cols.kept_objects.push(id);
-                    cols.kept_usages.push(usage);
+                (_, _, true) => {
+                    if usage != old_usage {
+                        cols.kept_objects.push(id);
+                        cols.kept_usages.push(usage);
+                    }
                 }
-            } else {
-                cols.new_objects.push(id);
-                cols.new_classes.push(c.class);
-                cols.new_names.push(c.name);
-                cols.new_usages.push(usage);
+                (_, _, false) => {
+                    cols.new_objects.push(id);
+                    cols.new_classes.push(c.class);
+                    cols.new_names.push(c.name);
+                    cols.new_usages.push(usage);
+                }
             }
         }
 
@@ -912,7 +927,8 @@ async fn commit_group(conn: &Connection, group: &[ObjectChanges<'_>]) -> Result<
         let p_new: Params<4> = [&c.new_objects, &c.new_classes, &c.new_names, &c.new_usages];
         let p_kept: Params<2> = [&c.kept_objects, &c.kept_usages];
         let p_gone: Params<1> = [&c.gone];
-        let statements: [(&Statement, &[&(dyn ToSql + Sync)], bool); 9] = [
+        let p_emptied: Params<1> = [&c.emptied];
+        let statements: [(&Statement, &[&(dyn ToSql + Sync)], bool); 10] = [
             (&clear, &p_clear, c.cleared.is_empty()),
             (&delete, &p_delete, c.delete_objects.is_empty()),
             (&insert, &p_insert, c.insert_objects.is_empty()),
@@ -922,6 +938,7 @@ async fn commit_group(conn: &Connection, group: &[ObjectChanges<'_>]) -> Result<
             (&records_new, &p_new, c.new_objects.is_empty()),
             (&records_kept, &p_kept, c.kept_objects.is_empty()),
             (&records_gone, &p_gone, c.gone.is_empty()),
+            (&records_emptied, &p_emptied, c.emptied.is_empty()),
         ];
         let writes = futures_util::future::try_join_all(
             statements
