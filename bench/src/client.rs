@@ -41,9 +41,19 @@ pub fn frame_type(text: &str) -> Option<&str> {
     Some(&text[start..start + len])
 }
 
-/// Counts the names of a `presence` frame without parsing it (the benchmark's names
+/// How many people a `presence` frame says are in the room, without parsing it: its
+/// `count` (a large room lists only some names), else its names (the benchmark's names
 /// have no commas).
 pub fn presence_count(text: &str) -> usize {
+    if let Some(start) = text.find("\"count\":") {
+        let digits: String = text[start + 8..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        if let Ok(n) = digits.parse() {
+            return n;
+        }
+    }
     let Some(start) = text.find("\"users\":[") else {
         return 0;
     };
@@ -218,4 +228,20 @@ where
         out.push(h.await??);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::presence_count;
+
+    #[test]
+    fn presence_counts_names_or_takes_the_rooms_count() {
+        assert_eq!(presence_count(r#"{"type":"presence","users":[],"count":0}"#), 0);
+        assert_eq!(presence_count(r#"{"type":"presence","users":["a","b"]}"#), 2);
+        // A large room lists some names and counts everyone.
+        assert_eq!(
+            presence_count(r#"{"type":"presence","users":["a","b"],"count":500}"#),
+            500
+        );
+    }
 }

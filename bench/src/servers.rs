@@ -217,7 +217,9 @@ impl Server {
     }
 
     /// A lodge host serving only the chat class, with a fresh data dir, and its objects
-    /// there or in the PostgreSQL database `storage`.
+    /// there or in the PostgreSQL database `storage`. Presence lists every name, as the
+    /// native baseline does and as the load generator waits for (a real room of 500
+    /// sends counts instead: `presence_list_max`).
     pub async fn lodge(paths: &Paths, opts: &LodgeOpts, storage: Option<&str>) -> Result<Server> {
         paths.check()?;
         let dir = tempfile::Builder::new().prefix("lodge-bench-").tempdir()?;
@@ -231,7 +233,9 @@ impl Server {
              [admin]\n\
              listen = \"127.0.0.1:0\"\n\
              [classes.chat]\n\
-             component = {chat:?}\n",
+             component = {chat:?}\n\
+             [classes.chat.settings]\n\
+             presence_list_max = 100000\n",
             idle = opts.idle_timeout_ms,
             live = opts.max_live_objects,
             chat = paths.chat_wasm,
