@@ -284,7 +284,7 @@ async fn a_commit_that_times_out_fails_its_event_and_the_next_ones_succeed() {
         .spawn()
         .unwrap();
     let mut stdin = holder.stdin.take().unwrap();
-    writeln!(stdin, "BEGIN; LOCK TABLE lodge_objects IN EXCLUSIVE MODE;").unwrap();
+    writeln!(stdin, "BEGIN; LOCK TABLE lodge_data IN EXCLUSIVE MODE;").unwrap();
     stdin.flush().unwrap();
     let s = server.clone();
     eventually("the other session holds the lock", || {
@@ -293,7 +293,7 @@ async fn a_commit_that_times_out_fails_its_event_and_the_next_ones_succeed() {
             let held = tokio::task::spawn_blocking(move || {
                 s.sql(
                     "slow",
-                    "SELECT count(*) FROM pg_locks WHERE relation = 'lodge_objects'::regclass \
+                    "SELECT count(*) FROM pg_locks WHERE relation = 'lodge_data'::regclass \
                      AND mode = 'ExclusiveLock' AND granted",
                 )
             })

@@ -236,8 +236,14 @@ mod tests {
 
     #[test]
     fn presence_counts_names_or_takes_the_rooms_count() {
-        assert_eq!(presence_count(r#"{"type":"presence","users":[],"count":0}"#), 0);
-        assert_eq!(presence_count(r#"{"type":"presence","users":["a","b"]}"#), 2);
+        assert_eq!(
+            presence_count(r#"{"type":"presence","users":[],"count":0}"#),
+            0
+        );
+        assert_eq!(
+            presence_count(r#"{"type":"presence","users":["a","b"]}"#),
+            2
+        );
         // A large room lists some names and counts everyone.
         assert_eq!(
             presence_count(r#"{"type":"presence","users":["a","b"],"count":500}"#),

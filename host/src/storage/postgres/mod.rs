@@ -6,23 +6,29 @@
 //! (`lodge_registry`, `lodge_components`), so any host on the database can load a class
 //! another one deployed.
 //!
-//! A group commit is one transaction sent as one pipeline: `BEGIN` and the two reads it
-//! needs (the sizes of the values being replaced, the objects' records) in one round trip,
-//! then every write as one statement per kind over arrays (`UNNEST`) and `COMMIT` in a
-//! second. So a group of a thousand events costs two round trips and one WAL flush.
+//! - `schema.rs`: the tables and their versioned migrations.
+//! - `commit.rs`: a group commit as one transaction in two round trips.
+//! - `connection.rs`: connections, replaced when they break.
 //!
 //! Connections: the writer has its own (a transaction must not interleave with reads);
-//! reads share a few, each pipelining whatever is asked of it concurrently. A connection
-//! that breaks is replaced at its next use; while the writer's cannot be replaced the
-//! engine is unhealthy (`/readyz` says so) and the writer retries every second.
+//! reads share a few, each pipelining whatever is asked of it concurrently. A read or
+//! commit that loses its connection marks the engine unhealthy (`/readyz` says why); a
+//! watchdog tries a new connection every second and clears it, and the writer reopens its
+//! own before its next commit.
 //!
-//! Trade-off: a commit that times out is abandoned by dropping its connection. The server
-//! then rolls it back, unless its `COMMIT` had already been processed: its events were
-//! reported failed (nothing of theirs was released) but their writes may be durable. That
-//! is the ambiguity every client of a remote database lives with; what lodge promises is
-//! that nothing acknowledged is lost, and that an object restarts from what is durable.
+//! Trade-off: a commit is bounded by the server's `statement_timeout` (the server ends a
+//! stuck statement, the transaction rolls back, its pipelined `COMMIT` does nothing), and
+//! by a client-side timeout a second longer for a server that does not answer, after which
+//! the connection is dropped. In that last case, or if the connection breaks while its
+//! `COMMIT` is in flight, the commit may have landed although its events were reported
+//! failed (nothing of theirs was released): the ambiguity every client of a remote
+//! database lives with. What lodge promises holds: nothing acknowledged is lost, and an
+//! object restarts from what is durable.
 
-use std::collections::HashMap;
+mod commit;
+mod connection;
+mod schema;
+
 use std::future::Future;
 use std::ops::Bound;
 use std::path::Path;
@@ -34,143 +40,21 @@ use std::time::Duration;
 use futures_util::{StreamExt, pin_mut};
 use tokio::runtime::Handle;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, NoTls, Statement};
 
 use super::{
-    Alarm, AlarmChange, Engine, Entries, KeyRange, ObjectChanges, ObjectMeta, Read,
-    RegistryRecords, StorageError,
+    Alarm, Engine, Entries, KeyRange, ObjectChanges, ObjectMeta, Read, RegistryRecords,
+    StorageError,
 };
 use crate::config::StorageConfig;
 use crate::object::ObjectId;
+use connection::{CONNECT_TIMEOUT, Connection, Slot, describe_url, pg_error};
+use schema::migrate;
 
 /// Connections shared by readers.
 const READ_CONNECTIONS: usize = 4;
 
 /// How much longer than the server's `statement_timeout` lodge waits for an answer.
 const CLIENT_GRACE: Duration = Duration::from_secs(1);
-
-/// How long connecting may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Schema changes, in order; entry `i` takes the schema from version `i` to `i + 1`.
-/// Released entries are never edited: a change is a new entry. Fill factors leave room
-/// in each page, so that rewriting a value or an object's usage is a HOT update (no
-/// index entry to add).
-const MIGRATIONS: &[&str] = &[
-    // 1: objects, their keys and alarms.
-    "CREATE TABLE lodge_data (
-         object bytea NOT NULL,
-         key bytea NOT NULL,
-         value bytea NOT NULL,
-         PRIMARY KEY (object, key)
-     ) WITH (fillfactor = 90);
-     CREATE TABLE lodge_objects (
-         object bytea PRIMARY KEY,
-         class text NOT NULL,
-         name text NOT NULL,
-         usage bigint NOT NULL
-     ) WITH (fillfactor = 50);
-     CREATE TABLE lodge_alarms (
-         object bytea PRIMARY KEY,
-         at_ms bigint NOT NULL,
-         retry integer NOT NULL
-     );
-     CREATE INDEX lodge_alarms_due ON lodge_alarms (at_ms, object);",
-    // 2: the class registry and component versions, so that any host can load them.
-    "CREATE TABLE lodge_registry (
-         id integer PRIMARY KEY CHECK (id = 1),
-         manifest text NOT NULL
-     );
-     CREATE TABLE lodge_components (
-         hash text PRIMARY KEY,
-         bytes bytea NOT NULL
-     );",
-];
-
-/// A key for `pg_advisory_xact_lock`: hosts starting together migrate one at a time.
-const MIGRATION_LOCK: i64 = 0x6c6f_6467_6500_0001;
-
-fn pg_error(e: tokio_postgres::Error) -> StorageError {
-    if e.is_closed() {
-        return StorageError::Io(format!("the connection to PostgreSQL was lost ({e})"));
-    }
-    match e.as_db_error() {
-        Some(db) => StorageError::Engine(format!("PostgreSQL: {}", db.message())),
-        // No answer from the server: the connection is gone or broken.
-        None => StorageError::Io(format!("PostgreSQL: {e}")),
-    }
-}
-
-/// One connection and the statements prepared on it.
-struct Connection {
-    client: Client,
-    /// Prepared by SQL text, on first use.
-    statements: Mutex<HashMap<String, Statement>>,
-}
-
-impl Connection {
-    async fn open(config: &tokio_postgres::Config) -> Result<Connection, StorageError> {
-        let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
-            .await
-            .map_err(|_| {
-                StorageError::Io(format!(
-                    "PostgreSQL did not answer within {} s",
-                    CONNECT_TIMEOUT.as_secs()
-                ))
-            })?
-            .map_err(pg_error)?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(error = %e, "a PostgreSQL connection ended");
-            }
-        });
-        Ok(Connection {
-            client,
-            statements: Mutex::new(HashMap::new()),
-        })
-    }
-
-    async fn statement(&self, sql: &str, types: &[Type]) -> Result<Statement, StorageError> {
-        if let Some(s) = self.statements.lock().expect("statements").get(sql) {
-            return Ok(s.clone());
-        }
-        let prepared = self
-            .client
-            .prepare_typed(sql, types)
-            .await
-            .map_err(pg_error)?;
-        self.statements
-            .lock()
-            .expect("statements")
-            .insert(sql.to_owned(), prepared.clone());
-        Ok(prepared)
-    }
-}
-
-/// A connection that is replaced when it breaks.
-#[derive(Default)]
-struct Slot {
-    current: tokio::sync::Mutex<Option<Arc<Connection>>>,
-}
-
-impl Slot {
-    async fn get(&self, config: &tokio_postgres::Config) -> Result<Arc<Connection>, StorageError> {
-        let mut current = self.current.lock().await;
-        if let Some(c) = &*current
-            && !c.client.is_closed()
-        {
-            return Ok(c.clone());
-        }
-        *current = None;
-        let fresh = Arc::new(Connection::open(config).await?);
-        *current = Some(fresh.clone());
-        Ok(fresh)
-    }
-
-    async fn drop_current(&self) {
-        *self.current.lock().await = None;
-    }
-}
 
 /// The PostgreSQL engine.
 pub(super) struct PostgresEngine {
@@ -227,25 +111,6 @@ impl Health {
             }
         }
     }
-}
-
-/// `user@host:port/db`, never the password.
-pub fn describe_url(config: &tokio_postgres::Config) -> String {
-    let hosts: Vec<String> = config
-        .get_hosts()
-        .iter()
-        .zip(config.get_ports().iter().chain(std::iter::repeat(&5432)))
-        .map(|(host, port)| match host {
-            tokio_postgres::config::Host::Tcp(h) => format!("{h}:{port}"),
-            tokio_postgres::config::Host::Unix(p) => format!("{}:{port}", p.display()),
-        })
-        .collect();
-    format!(
-        "PostgreSQL at {}@{}/{}",
-        config.get_user().unwrap_or("?"),
-        hosts.join(","),
-        config.get_dbname().unwrap_or("?")
-    )
 }
 
 impl PostgresEngine {
@@ -337,7 +202,7 @@ impl PostgresEngine {
 
     async fn commit_async(&self, group: &[ObjectChanges<'_>]) -> Result<(), StorageError> {
         let conn = self.writer.get(&self.config).await?;
-        let work = commit_group(&conn, group);
+        let work = commit::commit_group(&conn, group);
         match tokio::time::timeout(self.timeout, work).await {
             Ok(result) => result,
             Err(_) => {
@@ -351,59 +216,6 @@ impl PostgresEngine {
             }
         }
     }
-}
-
-/// Brings the schema to the newest version this lodge knows, or refuses a newer one.
-pub(super) async fn migrate(client: &Client) -> Result<(), StorageError> {
-    client.batch_execute("BEGIN").await.map_err(pg_error)?;
-    let result = async {
-        // A migration (or waiting for another host's) may take longer than a commit.
-        client
-            .batch_execute("SET LOCAL statement_timeout = 0")
-            .await
-            .map_err(pg_error)?;
-        client
-            .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .await
-            .map_err(pg_error)?;
-        client
-            .batch_execute("CREATE TABLE IF NOT EXISTS lodge_schema (version integer NOT NULL)")
-            .await
-            .map_err(pg_error)?;
-        let row = client
-            .query_one("SELECT coalesce(max(version), 0) FROM lodge_schema", &[])
-            .await
-            .map_err(pg_error)?;
-        let version: i32 = row.get(0);
-        let known = MIGRATIONS.len() as i32;
-        if version > known {
-            return Err(StorageError::Unsupported(format!(
-                "this database was written by a newer lodge (schema version {version}; this \
-                 lodge knows versions up to {known}): run that lodge, or a newer one"
-            )));
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            client.batch_execute(sql).await.map_err(pg_error)?;
-            tracing::info!(version = i + 1, "PostgreSQL schema migrated");
-        }
-        client
-            .execute("DELETE FROM lodge_schema", &[])
-            .await
-            .map_err(pg_error)?;
-        client
-            .execute("INSERT INTO lodge_schema (version) VALUES ($1)", &[&known])
-            .await
-            .map_err(pg_error)?;
-        Ok(())
-    }
-    .await;
-    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-    client.batch_execute(end).await.map_err(pg_error)?;
-    result
-}
-
-fn i64_of(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 fn object_of(raw: &[u8]) -> Option<ObjectId> {
@@ -708,256 +520,6 @@ impl RegistryRecords for PostgresEngine {
     }
 }
 
-/// The writes of one group, as columns for `UNNEST`.
-#[derive(Default)]
-struct Columns<'a> {
-    cleared: Vec<&'a [u8]>,
-    insert_objects: Vec<&'a [u8]>,
-    insert_keys: Vec<&'a [u8]>,
-    insert_values: Vec<&'a [u8]>,
-    update_objects: Vec<&'a [u8]>,
-    update_keys: Vec<&'a [u8]>,
-    update_values: Vec<&'a [u8]>,
-    delete_objects: Vec<&'a [u8]>,
-    delete_keys: Vec<&'a [u8]>,
-    alarm_changed: Vec<&'a [u8]>,
-    alarm_objects: Vec<&'a [u8]>,
-    alarm_at: Vec<i64>,
-    alarm_retry: Vec<i32>,
-    new_objects: Vec<&'a [u8]>,
-    new_classes: Vec<&'a str>,
-    new_names: Vec<&'a str>,
-    new_usages: Vec<i64>,
-    kept_objects: Vec<&'a [u8]>,
-    kept_usages: Vec<i64>,
-    gone: Vec<&'a [u8]>,
-    emptied: Vec<&'a [u8]>,
-}
-
-const OLD_SIZES: &str = "SELECT d.object, d.key, octet_length(d.value)
-     FROM lodge_data d JOIN unnest($1::bytea[], $2::bytea[]) AS w(object, key)
-     ON d.object = w.object AND d.key = w.key";
-const OLD_RECORDS: &str =
-    "SELECT object, usage FROM lodge_objects WHERE object = ANY($1::bytea[])";
-const CLEAR: &str = "DELETE FROM lodge_data WHERE object = ANY($1::bytea[])";
-const DELETE: &str =
-    "DELETE FROM lodge_data d USING unnest($1::bytea[], $2::bytea[]) AS w(object, key)
-     WHERE d.object = w.object AND d.key = w.key";
-// The writer knows which keys and records exist (it read them in the same transaction,
-// and it is their only writer), so rows are inserted or updated, never upserted: an
-// upsert costs a speculative insertion per row.
-const INSERT: &str = "INSERT INTO lodge_data (object, key, value)
-     SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[])";
-const UPDATE: &str = "UPDATE lodge_data d SET value = w.value
-     FROM unnest($1::bytea[], $2::bytea[], $3::bytea[]) AS w(object, key, value)
-     WHERE d.object = w.object AND d.key = w.key";
-const ALARMS_CLEAR: &str = "DELETE FROM lodge_alarms WHERE object = ANY($1::bytea[])";
-const ALARMS_SET: &str = "INSERT INTO lodge_alarms (object, at_ms, retry)
-     SELECT * FROM unnest($1::bytea[], $2::int8[], $3::int4[])";
-const RECORDS_NEW: &str = "INSERT INTO lodge_objects (object, class, name, usage)
-     SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::int8[])";
-const RECORDS_KEPT: &str = "UPDATE lodge_objects o SET usage = w.usage
-     FROM unnest($1::bytea[], $2::int8[]) AS w(object, usage) WHERE o.object = w.object";
-const RECORDS_GONE: &str = "DELETE FROM lodge_objects WHERE object = ANY($1::bytea[])";
-/// Objects left with nothing stored whose alarm the group did not change: their record
-/// goes unless they have an alarm (asked here, only for them).
-const RECORDS_GONE_UNLESS_ALARM: &str = "DELETE FROM lodge_objects o
-     WHERE o.object = ANY($1::bytea[])
-     AND NOT EXISTS (SELECT 1 FROM lodge_alarms a WHERE a.object = o.object)";
-
-type Params<'p, const N: usize> = [&'p (dyn ToSql + Sync); N];
-
-/// One group in one transaction, in two round trips.
-async fn commit_group(conn: &Connection, group: &[ObjectChanges<'_>]) -> Result<(), StorageError> {
-    use Type as T;
-    let client = &conn.client;
-    let bytea2 = [T::BYTEA_ARRAY, T::BYTEA_ARRAY];
-    let old_sizes = conn.statement(OLD_SIZES, &bytea2).await?;
-    let old_records = conn.statement(OLD_RECORDS, &[T::BYTEA_ARRAY]).await?;
-    let clear = conn.statement(CLEAR, &[T::BYTEA_ARRAY]).await?;
-    let delete = conn.statement(DELETE, &bytea2).await?;
-    let insert = conn
-        .statement(INSERT, &[T::BYTEA_ARRAY, T::BYTEA_ARRAY, T::BYTEA_ARRAY])
-        .await?;
-    let update = conn
-        .statement(UPDATE, &[T::BYTEA_ARRAY, T::BYTEA_ARRAY, T::BYTEA_ARRAY])
-        .await?;
-    let alarms_clear = conn.statement(ALARMS_CLEAR, &[T::BYTEA_ARRAY]).await?;
-    let alarms_set = conn
-        .statement(ALARMS_SET, &[T::BYTEA_ARRAY, T::INT8_ARRAY, T::INT4_ARRAY])
-        .await?;
-    let records_new = conn
-        .statement(
-            RECORDS_NEW,
-            &[T::BYTEA_ARRAY, T::TEXT_ARRAY, T::TEXT_ARRAY, T::INT8_ARRAY],
-        )
-        .await?;
-    let records_kept = conn
-        .statement(RECORDS_KEPT, &[T::BYTEA_ARRAY, T::INT8_ARRAY])
-        .await?;
-    let records_gone = conn.statement(RECORDS_GONE, &[T::BYTEA_ARRAY]).await?;
-    let records_emptied = conn
-        .statement(RECORDS_GONE_UNLESS_ALARM, &[T::BYTEA_ARRAY])
-        .await?;
-
-    // Round trip 1: begin, and what the writes replace.
-    let ids: Vec<&[u8]> = group.iter().map(|c| c.object.0.as_slice()).collect();
-    let (mut read_objects, mut read_keys) = (Vec::new(), Vec::new());
-    for c in group.iter().filter(|c| !c.clear) {
-        for key in c.writes.keys() {
-            read_objects.push(c.object.0.as_slice());
-            read_keys.push(*key);
-        }
-    }
-    let size_params: [&(dyn ToSql + Sync); 2] = [&read_objects, &read_keys];
-    let record_params: [&(dyn ToSql + Sync); 1] = [&ids];
-    let begin = client.batch_execute("BEGIN");
-    let sizes = client.query(&old_sizes, &size_params);
-    let records = client.query(&old_records, &record_params);
-    let (begun, sizes, records) = tokio::join!(begin, sizes, records);
-    let outcome = async {
-        begun.map_err(pg_error)?;
-        let sizes = sizes.map_err(pg_error)?;
-        let records = records.map_err(pg_error)?;
-        let by_id: HashMap<&[u8], &ObjectChanges<'_>> =
-            group.iter().map(|c| (c.object.0.as_slice(), c)).collect();
-        let mut old_size: HashMap<(&[u8], &[u8]), i64> = HashMap::new();
-        for row in &sizes {
-            let object: &[u8] = row.get(0);
-            let key: &[u8] = row.get(1);
-            // Keyed by the group's own slices, which outlive the rows.
-            if let Some(c) = by_id.get(object)
-                && let Some((k, _)) = c.writes.get_key_value(key)
-            {
-                old_size.insert((c.object.0.as_slice(), *k), row.get::<_, i32>(2) as i64);
-            }
-        }
-        let mut old_record: HashMap<&[u8], i64> = HashMap::new();
-        for row in &records {
-            let object: &[u8] = row.get(0);
-            if let Some(c) = by_id.get(object) {
-                old_record.insert(c.object.0.as_slice(), row.get(1));
-            }
-        }
-
-        let mut cols = Columns::default();
-        for c in group {
-            let id = c.object.0.as_slice();
-            let old_usage = old_record.get(id).copied().unwrap_or(0);
-            let mut usage = if c.clear { 0 } else { old_usage };
-            if c.clear {
-                cols.cleared.push(id);
-            }
-            for (key, value) in &c.writes {
-                // A cleared object's keys are all gone by the time its writes apply.
-                let old = old_size.get(&(id, *key)).filter(|_| !c.clear);
-                if let Some(old) = old {
-                    usage -= key.len() as i64 + old;
-                }
-                match (value, old) {
-                    (Some(v), None) => {
-                        usage += (key.len() + v.len()) as i64;
-                        cols.insert_objects.push(id);
-                        cols.insert_keys.push(key);
-                        cols.insert_values.push(v);
-                    }
-                    (Some(v), Some(_)) => {
-                        usage += (key.len() + v.len()) as i64;
-                        cols.update_objects.push(id);
-                        cols.update_keys.push(key);
-                        cols.update_values.push(v);
-                    }
-                    (None, Some(_)) => {
-                        cols.delete_objects.push(id);
-                        cols.delete_keys.push(key);
-                    }
-                    // Deleting a key that is not there changes nothing.
-                    (None, None) => {}
-                }
-            }
-            let usage = usage.max(0);
-            // `Some(has_alarm)` when the group changed it.
-            let alarm = c.alarm.map(|change| {
-                cols.alarm_changed.push(id);
-                if let AlarmChange::Set { at_ms, retry } = change {
-                    cols.alarm_objects.push(id);
-                    cols.alarm_at.push(i64_of(at_ms));
-                    cols.alarm_retry
-                        .push(i32::try_from(retry).unwrap_or(i32::MAX));
-                }
-                matches!(change, AlarmChange::Set { .. })
-            });
-            // An object that stores nothing and has no alarm is not recorded at all (and
-            // one with an alarm always is).
-            let recorded = old_record.contains_key(id);
-            match (usage, alarm, recorded) {
-                (0, Some(false), true) => cols.gone.push(id),
-                (0, Some(false) | None, false) => {}
-                (0, None, true) => {
-                    if old_usage != 0 {
-                        cols.kept_objects.push(id);
-                        cols.kept_usages.push(0);
-                    }
-                    cols.emptied.push(id);
-                }
-                (_, _, true) => {
-                    if usage != old_usage {
-                        cols.kept_objects.push(id);
-                        cols.kept_usages.push(usage);
-                    }
-                }
-                (_, _, false) => {
-                    cols.new_objects.push(id);
-                    cols.new_classes.push(c.class);
-                    cols.new_names.push(c.name);
-                    cols.new_usages.push(usage);
-                }
-            }
-        }
-
-        // Round trip 2: every write, one statement per kind that has rows, then the
-        // commit. They run in this order (a clear before the group's inserts).
-        let c = &cols;
-        let p_clear: Params<1> = [&c.cleared];
-        let p_delete: Params<2> = [&c.delete_objects, &c.delete_keys];
-        let p_insert: Params<3> = [&c.insert_objects, &c.insert_keys, &c.insert_values];
-        let p_update: Params<3> = [&c.update_objects, &c.update_keys, &c.update_values];
-        let p_alarms_clear: Params<1> = [&c.alarm_changed];
-        let p_alarms_set: Params<3> = [&c.alarm_objects, &c.alarm_at, &c.alarm_retry];
-        let p_new: Params<4> = [&c.new_objects, &c.new_classes, &c.new_names, &c.new_usages];
-        let p_kept: Params<2> = [&c.kept_objects, &c.kept_usages];
-        let p_gone: Params<1> = [&c.gone];
-        let p_emptied: Params<1> = [&c.emptied];
-        let statements: [(&Statement, &[&(dyn ToSql + Sync)], bool); 10] = [
-            (&clear, &p_clear, c.cleared.is_empty()),
-            (&delete, &p_delete, c.delete_objects.is_empty()),
-            (&insert, &p_insert, c.insert_objects.is_empty()),
-            (&update, &p_update, c.update_objects.is_empty()),
-            (&alarms_clear, &p_alarms_clear, c.alarm_changed.is_empty()),
-            (&alarms_set, &p_alarms_set, c.alarm_objects.is_empty()),
-            (&records_new, &p_new, c.new_objects.is_empty()),
-            (&records_kept, &p_kept, c.kept_objects.is_empty()),
-            (&records_gone, &p_gone, c.gone.is_empty()),
-            (&records_emptied, &p_emptied, c.emptied.is_empty()),
-        ];
-        let writes = futures_util::future::try_join_all(
-            statements
-                .iter()
-                .filter(|(_, _, empty)| !empty)
-                .map(|(statement, params, _)| client.execute(*statement, params)),
-        );
-        let (written, committed) = tokio::join!(writes, client.batch_execute("COMMIT"));
-        written.map_err(pg_error)?;
-        committed.map_err(pg_error)
-    }
-    .await;
-    if outcome.is_err() && !client.is_closed() {
-        // A failed statement aborted the transaction: end it before the next group.
-        let _ = client.batch_execute("ROLLBACK").await;
-    }
-    outcome
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::redb::RedbEngine;
@@ -1064,15 +626,5 @@ mod tests {
             scan_sql(&some, true),
             "SELECT key, value FROM lodge_data WHERE object = $1 AND key >= $2 AND key < $3 ORDER BY key DESC LIMIT $4"
         );
-    }
-
-    #[test]
-    fn a_described_url_never_shows_the_password() {
-        let config =
-            tokio_postgres::Config::from_str("postgres://lodge:s3cret@db.example:6543/objects")
-                .unwrap();
-        let text = describe_url(&config);
-        assert_eq!(text, "PostgreSQL at lodge@db.example:6543/objects");
-        assert!(!text.contains("s3cret"));
     }
 }
