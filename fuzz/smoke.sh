@@ -16,7 +16,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 seconds="${FUZZ_SECONDS:-15}"
-all_targets=(routes sse storage_keys config)
+all_targets=(routes sse storage_keys config response)
 targets=("${@:-${all_targets[@]}}")
 
 if [[ -n "${FUZZ_TOOLCHAIN:-}" ]]; then

@@ -1,6 +1,6 @@
 //! lodge's domain types and the parsers that read untrusted bytes: object names and ids,
-//! request routes, the storage key layout, the config file and the Server-Sent Events
-//! stream of AI providers.
+//! request routes, the storage key layout, the config file, the Server-Sent Events
+//! stream of AI providers, and the response heads guests return.
 //!
 //! None of this needs the runtime (no wasmtime, tokio or redb), so the fuzz targets in
 //! `fuzz/` build against this crate alone in a few minutes, sanitizers included. The host
@@ -10,6 +10,7 @@
 pub mod config;
 pub mod keys;
 pub mod object;
+pub mod response;
 pub mod routes;
 pub mod sse;
 pub mod time;

@@ -319,49 +319,34 @@ fn convert_headers(map: &hyper::HeaderMap) -> Vec<Header> {
         .collect()
 }
 
-/// Response headers the host owns: the framing of the message on the connection and the
-/// connection itself. A guest that set them could end a response early and have its body
-/// read as a second response (a forged one) by the client or a proxy in between.
-const HOST_OWNED_HEADERS: [&str; 8] = [
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "upgrade",
-    "te",
-    "trailer",
-];
-
+/// The guest's response, with the head the host allows (`lodge_core::response`: no 1xx,
+/// no framing or connection headers, nothing an encoder would refuse).
 fn to_http(resp: crate::bindings::Response, object: &ObjectRef) -> HttpResponse {
-    // 1xx answers (101 above all) are the host's to send: a guest's would leave the
-    // connection in a state only the host may put it in.
-    let status = match StatusCode::from_u16(resp.status) {
-        Ok(s) if !s.is_informational() => s,
-        _ => {
+    let headers = resp.headers.into_iter().map(|h| (h.name, h.value));
+    let head = match lodge_core::response::sanitize(resp.status, headers) {
+        Ok(head) => head,
+        Err(invalid) => {
             tracing::warn!(object = %object, status = resp.status, "the object answered with a status only the host may send; answering 500");
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                format!("the object answered with an invalid status {}", resp.status),
+                invalid.to_string(),
                 Some(object),
             );
         }
     };
     let mut out = hyper::Response::new(Full::new(Bytes::from(resp.body)));
-    *out.status_mut() = status;
-    let mut dropped: Vec<String> = Vec::new();
-    for h in resp.headers {
+    *out.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::OK);
+    let mut dropped = head.dropped;
+    for (name, value) in head.headers {
+        // Always valid after `sanitize` (the fuzz target `response` checks it).
         match (
-            header::HeaderName::from_bytes(h.name.as_bytes()),
-            HeaderValue::from_str(&h.value),
+            header::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
         ) {
-            (Ok(name), _) if HOST_OWNED_HEADERS.contains(&name.as_str()) => {
-                dropped.push(name.as_str().to_string());
-            }
             (Ok(name), Ok(value)) => {
                 out.headers_mut().append(name, value);
             }
-            _ => dropped.push(h.name.chars().take(64).collect()),
+            _ => dropped.push(name),
         }
     }
     if !dropped.is_empty() {
