@@ -77,6 +77,27 @@ async fn host_calls_are_bounded_per_event_and_the_host_stays_flat() {
         .wait_for(&["limit refused", "max_read_bytes_per_event"], 1)
         .await
         .unwrap();
+    // The operator sees each refusal counted under the key that made it.
+    let metrics = host.admin("GET", "/metrics", vec![]).await.unwrap().body;
+    assert_eq!(
+        refusals(&metrics, "max_write_bytes_per_event"),
+        1,
+        "{metrics}"
+    );
+    assert_eq!(refusals(&metrics, "max_read_bytes_per_event"), 2);
+    assert_eq!(refusals(&metrics, "max_send_bytes_per_event"), 1);
+    assert_eq!(refusals(&metrics, "storage_bytes"), 0);
+}
+
+/// `lodge_limit_refusals_total{limit="KEY"}` in a metrics page.
+fn refusals(metrics: &str, key: &str) -> u64 {
+    let series = format!("lodge_limit_refusals_total{{limit=\"{key}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .unwrap_or_else(|| panic!("no {series} in the metrics"))
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,5 +127,11 @@ async fn a_guest_printing_in_a_loop_cannot_flood_the_log() {
     assert!(
         (200..1000).contains(&kept),
         "{kept} guest lines were logged"
+    );
+    let metrics = host.admin("GET", "/metrics", vec![]).await.unwrap().body;
+    let dropped = refusals(&metrics, "guest_log_lines");
+    assert!(
+        dropped as usize + kept >= 20000,
+        "{dropped} lines counted as refused, {kept} logged"
     );
 }

@@ -98,3 +98,75 @@ mod tests {
         assert!(out.contains("x_count{k=\"v\"} 3"), "{out}");
     }
 }
+
+/// How often each bound refused something, by the config key that sets it: the one
+/// series `lodge_limit_refusals_total{limit=KEY}` that the operator guide's "limits and
+/// defences" table points at. Process-wide (one host per process), so any layer counts
+/// without a handle.
+pub mod refusals {
+    use std::fmt::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Every bound counted, by its config key.
+    pub const LIMITS: [&str; 23] = [
+        "cpu_ms_per_event",
+        "wall_ms_per_event",
+        "memory_bytes",
+        "storage_bytes",
+        "max_key_bytes",
+        "max_value_bytes",
+        "max_sockets",
+        "max_message_bytes",
+        "max_attachment_bytes",
+        "max_body_bytes",
+        "max_ai_streams",
+        "max_read_bytes_per_event",
+        "max_write_bytes_per_event",
+        "max_send_bytes_per_event",
+        "min_free_bytes",
+        "mailbox_capacity",
+        "socket_send_queue",
+        "max_open",
+        "max_per_address",
+        "allowed_origins",
+        "ping_interval_ms",
+        "max_upload_bytes",
+        "guest_log_lines",
+    ];
+
+    static COUNTS: [AtomicU64; LIMITS.len()] = [const { AtomicU64::new(0) }; LIMITS.len()];
+
+    /// `limit` refused something once.
+    pub fn count(limit: &str) {
+        match LIMITS.iter().position(|l| *l == limit) {
+            Some(i) => {
+                COUNTS[i].fetch_add(1, Ordering::Relaxed);
+            }
+            None => debug_assert!(false, "{limit} is not a counted limit"),
+        }
+    }
+
+    /// How often `limit` refused something so far.
+    pub fn get(limit: &str) -> u64 {
+        LIMITS
+            .iter()
+            .position(|l| *l == limit)
+            .map_or(0, |i| COUNTS[i].load(Ordering::Relaxed))
+    }
+
+    /// The series in the text exposition format.
+    pub fn render(out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP lodge_limit_refusals_total Things a bound refused (a call, a request, a frame, a connection), by its config key."
+        );
+        let _ = writeln!(out, "# TYPE lodge_limit_refusals_total counter");
+        for (limit, count) in LIMITS.iter().zip(&COUNTS) {
+            let _ = writeln!(
+                out,
+                "lodge_limit_refusals_total{{limit=\"{limit}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
+        }
+    }
+}

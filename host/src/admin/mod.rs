@@ -221,6 +221,7 @@ async fn handle(admin: &Admin, req: hyper::Request<Incoming>) -> HttpResponse {
             let body = match collected {
                 Ok(b) => b.to_bytes(),
                 Err(_) => {
+                    crate::metrics::refusals::count("max_upload_bytes");
                     return error(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         format!(
@@ -609,6 +610,7 @@ async fn metrics(admin: &Admin) -> HttpResponse {
     store
         .batch_size
         .render(&mut out, "lodge_commit_batches", "");
+    crate::metrics::refusals::render(&mut out);
     let mut resp = hyper::Response::new(Full::new(Bytes::from(out)));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -54,6 +54,7 @@ impl LogBudget {
             (true, std::mem::take(&mut self.dropped))
         } else {
             self.dropped += 1;
+            crate::metrics::refusals::count("guest_log_lines");
             (false, 0)
         }
     }

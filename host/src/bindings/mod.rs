@@ -96,11 +96,58 @@ impl Budget {
     }
 }
 
+/// `[limits] memory_bytes` for one instance: wasmtime's limiter, counting refusals.
+pub struct MemoryLimit(StoreLimits);
+
+impl wasmtime::ResourceLimiter for MemoryLimit {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let grown = self.0.memory_growing(current, desired, maximum);
+        if !matches!(grown, Ok(true)) {
+            crate::metrics::refusals::count("memory_bytes");
+        }
+        grown
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.0.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.0.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.0.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.0.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.0.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.0.memories()
+    }
+}
+
 /// The data of one instance's wasmtime store.
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub limits: StoreLimits,
+    pub limits: MemoryLimit,
     pub object: Arc<ObjectShared>,
     pub event: EventCtx,
     /// Epoch ticks the current event has run.
@@ -116,10 +163,12 @@ impl HostState {
             .stdout(logs::GuestLog::stdout(&object))
             .stderr(logs::GuestLog::stderr(&object))
             .build();
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(object.limits.memory_bytes as usize)
-            .trap_on_grow_failure(true)
-            .build();
+        let limits = MemoryLimit(
+            StoreLimitsBuilder::new()
+                .memory_size(object.limits.memory_bytes as usize)
+                .trap_on_grow_failure(true)
+                .build(),
+        );
         HostState {
             wasi,
             table: ResourceTable::new(),
@@ -210,6 +259,7 @@ impl HostState {
     /// handle; the operator gets a log line in the object's span (class and id), once per
     /// limit and event so that a guest retrying in a loop cannot flood the log.
     pub(crate) fn refused(&mut self, limit: &'static str, detail: &str) {
+        crate::metrics::refusals::count(limit);
         if !self.event.refused.contains(&limit) {
             self.event.refused.push(limit);
             tracing::warn!(limit, detail, "limit refused");

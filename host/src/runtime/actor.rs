@@ -123,6 +123,7 @@ pub(super) fn new_store(rt: &Inner, ctx: Arc<ObjectShared>) -> wasmtime::Store<H
         let state = cx.data_mut();
         state.ticks += 1;
         if state.ticks > max_ticks {
+            crate::metrics::refusals::count("cpu_ms_per_event");
             Err(wasmtime::Error::msg(format!(
                 "the event exceeded its CPU time limit of {} ms",
                 max_ticks * tick
@@ -723,6 +724,7 @@ impl Actor {
 }
 
 fn wall_clock_exceeded(wall: Duration) -> wasmtime::Error {
+    crate::metrics::refusals::count("wall_ms_per_event");
     wasmtime::Error::msg(format!(
         "the event exceeded its wall-clock limit of {} ms",
         wall.as_millis()

@@ -355,6 +355,7 @@ impl Runtime {
     }
 
     fn overloaded(&self, object: &ObjectRef) -> EventError {
+        crate::metrics::refusals::count("mailbox_capacity");
         EventError::Overloaded {
             object: object.to_string(),
             message: format!(
@@ -429,6 +430,7 @@ impl Runtime {
         let (entry, outbound) = self.with_entry(object, |entry| {
             let mut sockets = entry.shared.sockets();
             if sockets.len() >= max_sockets {
+                crate::metrics::refusals::count("max_sockets");
                 return Err(EventError::Overloaded {
                     object: object.to_string(),
                     message: format!("it already has {max_sockets} sockets, the limit"),

@@ -52,6 +52,7 @@ impl Admission {
     pub fn admit(self: &Arc<Self>, address: IpAddr) -> Result<Slot, String> {
         let mut counts = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if counts.open >= self.max_open {
+            crate::metrics::refusals::count("max_open");
             return Err(format!(
                 "the server has its maximum of {} connections open (`[connections] max_open`): try again later",
                 self.max_open
@@ -59,6 +60,7 @@ impl Admission {
         }
         let mine = counts.per_address.get(&address).copied().unwrap_or(0);
         if self.max_per_address > 0 && mine >= self.max_per_address {
+            crate::metrics::refusals::count("max_per_address");
             return Err(format!(
                 "this address has its maximum of {} connections open (`[connections] max_per_address`)",
                 self.max_per_address

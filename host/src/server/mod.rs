@@ -170,6 +170,7 @@ async fn handle(shared: &Shared, mut req: hyper::Request<Incoming>) -> HttpRespo
     let method = req.method().to_string();
     let limits = shared.runtime.class_limits(&object.class);
     let too_large = || {
+        crate::metrics::refusals::count("max_body_bytes");
         error(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
@@ -210,6 +211,7 @@ async fn handle(shared: &Shared, mut req: hyper::Request<Incoming>) -> HttpRespo
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()
             {
+                crate::metrics::refusals::count("max_body_bytes");
                 return error(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!(
@@ -406,6 +408,7 @@ async fn upgrade(
     {
         let origin = origin.to_str().unwrap_or_default();
         if !allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+            crate::metrics::refusals::count("allowed_origins");
             return error(
                 StatusCode::FORBIDDEN,
                 format!(

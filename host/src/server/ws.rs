@@ -61,6 +61,7 @@ pub async fn run(
             _ = tokio::time::sleep_until(silence), if closing.is_none() => {
                 if pinged {
                     tracing::debug!(socket = link.id, "no answer to a ping: dropping the connection");
+                    crate::metrics::refusals::count("ping_interval_ms");
                     close.get_or_insert((ABNORMAL, "no answer to a ping".into()));
                     break;
                 }
@@ -153,6 +154,7 @@ pub async fn run(
                     Some(Control::CutOff) => {
                         // The host cut this socket off (its send queue overflowed).
                         let reason = "too slow: the send queue is full";
+                        crate::metrics::refusals::count("socket_send_queue");
                         start_close(&mut ws, &mut close, &mut closing, 1008, reason).await;
                     }
                     None => {}
@@ -247,6 +249,7 @@ fn taken(
         Ok(Ok(())) => true,
         Ok(Err(_)) => false,
         Err(_) => {
+            crate::metrics::refusals::count("socket_send_queue");
             close.get_or_insert((1008, "too slow: a frame was not taken in time".into()));
             false
         }
@@ -310,8 +313,14 @@ fn close_frame(code: u16, reason: &str) -> CloseFrame {
 /// The close code to answer a read error with, if the connection can still carry one.
 fn error_close(e: &WsError) -> (Option<u16>, &'static str) {
     match e {
-        WsError::Capacity(CapacityError::MessageTooLong { .. }) => (Some(1009), "message too big"),
-        WsError::Capacity(_) => (Some(1009), "frame too big"),
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
+            crate::metrics::refusals::count("max_message_bytes");
+            (Some(1009), "message too big")
+        }
+        WsError::Capacity(_) => {
+            crate::metrics::refusals::count("max_message_bytes");
+            (Some(1009), "frame too big")
+        }
         WsError::Utf8(_) => (Some(1007), "invalid UTF-8 in a text frame"),
         WsError::Protocol(_) => (Some(1002), "WebSocket protocol error"),
         _ => (None, ""),
