@@ -1,7 +1,8 @@
 //! A guest that attacks its host on purpose (`guests/hostile`), against a real host: every
 //! host call that could make the host materialise or queue memory on the guest's behalf is
 //! bounded per event, the guest gets an error naming the limit, the host's memory stays
-//! flat and other objects keep being served.
+//! flat and other objects keep being served; and a client cannot wake fresh objects (each
+//! one able to store data) without end. Every refusal is counted in the metrics.
 
 use lodge_tests::{HostConfig, Ws, post};
 use serde_json::Value;
@@ -134,4 +135,38 @@ async fn a_guest_printing_in_a_loop_cannot_flood_the_log() {
         dropped as usize + kept >= 20000,
         "{dropped} lines counted as refused, {kept} logged"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_wake_fresh_objects_without_end() {
+    let host = HostConfig::new()
+        .class("counter", "counter")
+        .toml("connections", "max_wakes_per_minute = 3")
+        .start()
+        .await
+        .unwrap();
+    for name in ["a", "b", "c"] {
+        let reply = post(&host.url(&format!("/counter/{name}/increment")), "")
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    // A fourth fresh name in the same minute: refused, saying which key and when.
+    let refused = post(&host.url("/counter/d/increment"), "").await.unwrap();
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    let error = refused.json()["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("max_wakes_per_minute"), "{error}");
+    assert!(error.contains("retry in"), "{error}");
+    // So is a WebSocket to one.
+    let ws = Ws::connect(&host.ws_url("/counter/e/ws?name=w")).await;
+    assert!(
+        ws.is_err(),
+        "the upgrade to a fifth fresh object was refused"
+    );
+    // Objects that are live are not charged: their clients go on.
+    let again = post(&host.url("/counter/a/increment"), "").await.unwrap();
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.json()["count"], 2);
+    let metrics = host.admin("GET", "/metrics", vec![]).await.unwrap().body;
+    assert_eq!(refusals(&metrics, "max_wakes_per_minute"), 2);
 }

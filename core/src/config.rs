@@ -167,6 +167,10 @@ pub struct ConnectionsConfig {
     /// A WebSocket with no frame from its client for this long is pinged; with none for
     /// as long again, it is dropped as dead.
     pub ping_interval_ms: u64,
+    /// Objects one client address may wake per minute (requests and upgrades to objects
+    /// that are not live; 0: no limit). Leave it at 0 behind a reverse proxy, where every
+    /// client has the proxy's address.
+    pub max_wakes_per_minute: u32,
 }
 
 impl Default for ConnectionsConfig {
@@ -175,6 +179,7 @@ impl Default for ConnectionsConfig {
             max_open: 10_000,
             max_per_address: 0,
             ping_interval_ms: 30_000,
+            max_wakes_per_minute: 0,
         }
     }
 }

@@ -108,7 +108,7 @@ pub mod refusals {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     /// Every bound counted, by its config key.
-    pub const LIMITS: [&str; 23] = [
+    pub const LIMITS: [&str; 24] = [
         "cpu_ms_per_event",
         "wall_ms_per_event",
         "memory_bytes",
@@ -128,6 +128,7 @@ pub mod refusals {
         "socket_send_queue",
         "max_open",
         "max_per_address",
+        "max_wakes_per_minute",
         "allowed_origins",
         "ping_interval_ms",
         "max_upload_bytes",

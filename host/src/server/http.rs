@@ -76,7 +76,8 @@ pub async fn accept_loop<H, F>(
         let tcp = Admitted::new(tcp, slot);
         let handle = handle.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
+            let service = service_fn(move |mut req: hyper::Request<Incoming>| {
+                req.extensions_mut().insert(ClientAddr(peer.ip()));
                 let handle = handle.clone();
                 async move { Ok::<_, Infallible>(handle(req).await) }
             });
@@ -96,6 +97,10 @@ pub async fn accept_loop<H, F>(
         });
     }
 }
+
+/// The address of the client a request came from (a request extension).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::IpAddr);
 
 /// Answers a connection over the caps with 503 and closes it, without reading a request.
 async fn refuse(mut tcp: tokio::net::TcpStream, why: String) {

@@ -6,6 +6,7 @@ pub use lodge_core::routes;
 mod admission;
 pub mod http;
 mod pages;
+mod wakes;
 mod ws;
 
 use std::collections::HashMap;
@@ -57,6 +58,8 @@ struct Shared {
     /// How long a silent WebSocket goes before it is pinged (and as long again before it
     /// is dropped).
     ping: Duration,
+    /// `[connections] max_wakes_per_minute`, when set.
+    wakes: Option<wakes::WakeLimit>,
 }
 
 /// Serves `listener` until `stop` turns true.
@@ -73,6 +76,7 @@ pub async fn serve(
         runtime,
         origins,
         ping: Duration::from_millis(connections.ping_interval_ms.max(1)),
+        wakes: wakes::WakeLimit::new(connections.max_wakes_per_minute),
     });
     http::accept_loop(
         listener,
@@ -160,6 +164,18 @@ async fn handle(shared: &Shared, mut req: hyper::Request<Incoming>) -> HttpRespo
             );
         }
     };
+    if let Some(wakes) = &shared.wakes
+        && !shared.runtime.status(object.id).live
+        && let Some(http::ClientAddr(address)) = req.extensions().get::<http::ClientAddr>()
+        && let Err(why) = wakes.charge(*address, std::time::Instant::now())
+    {
+        crate::metrics::refusals::count("max_wakes_per_minute");
+        let mut refused = error(StatusCode::TOO_MANY_REQUESTS, why, Some(&object));
+        refused
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        return refused;
+    }
     let query = req.uri().query().unwrap_or("").to_string();
     let headers = convert_headers(req.headers());
 
