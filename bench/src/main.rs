@@ -80,6 +80,28 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         repeat: usize,
     },
+    /// Noisy neighbour: small rooms' latency alone, then while one big room broadcasts
+    /// (same server): does one room starve the others?
+    Neighbours {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        targets: Targets,
+        /// Clients of the big room.
+        #[arg(long, default_value_t = 2000)]
+        big_clients: usize,
+        /// Messages per second in the big room.
+        #[arg(long, default_value_t = 20.0)]
+        big_rate: f64,
+        #[arg(long, default_value_t = 10)]
+        small_rooms: usize,
+        #[arg(long, default_value_t = 10)]
+        small_clients: usize,
+        #[arg(long, default_value_t = 5.0)]
+        small_rate: f64,
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+    },
     /// First-message latency in fresh rooms (activation included) vs a warm room.
     Cold {
         #[command(flatten)]
@@ -285,6 +307,34 @@ async fn run(command: Command) -> Result<()> {
                 )
                 .await?,
             );
+            Ok(())
+        }
+        Command::Neighbours {
+            common,
+            targets,
+            big_clients,
+            big_rate,
+            small_rooms,
+            small_clients,
+            small_rate,
+            secs,
+        } => {
+            let paths = common.paths(targets.needs_lodge(&[Kind::Lodge]))?;
+            let big = fanout_cfg(1, big_clients, big_rate, secs + 4.0);
+            let small = fanout_cfg(small_rooms, small_clients, small_rate, secs);
+            for kind in targets.kinds(&[Kind::Lodge])? {
+                emit(
+                    &neighbours_scenario(
+                        &paths,
+                        &common.lodge(),
+                        kind,
+                        targets.url.as_deref(),
+                        &big,
+                        &small,
+                    )
+                    .await?,
+                );
+            }
             Ok(())
         }
         Command::Cold {
@@ -656,6 +706,62 @@ async fn fanout_scenario(
         }),
     );
     Ok(line)
+}
+
+/// Small rooms alone, then the same small rooms (new names) while a big room broadcasts
+/// on the same server; the big room's join storm is over before the small rooms start.
+async fn neighbours_scenario(
+    paths: &Paths,
+    lodge: &LodgeOpts,
+    kind: Kind,
+    url: Option<&str>,
+    big: &fanout::FanoutCfg,
+    small: &fanout::FanoutCfg,
+) -> Result<Value> {
+    let server = start(kind, paths, lodge, url).await?;
+    note!(
+        "neighbours on {}: {} rooms x {} alone",
+        kind.name(),
+        small.rooms,
+        small.clients
+    );
+    let mut alone_cfg = small.clone();
+    alone_cfg.prefix = format!("{}-alone", small.prefix);
+    let mut alone = fanout::run(&server.base, &alone_cfg, None).await?;
+    // Its clients leave before the second phase.
+    drop(std::mem::take(&mut alone.open));
+    note!(
+        "neighbours on {}: the same beside 1 room x {} at {}/s",
+        kind.name(),
+        big.clients,
+        big.rate
+    );
+    let (tx, rx) = oneshot::channel();
+    let base = server.base.clone();
+    let big_cfg = big.clone();
+    let big_task = tokio::spawn(async move { fanout::run(&base, &big_cfg, Some(tx)).await });
+    let _ = rx.await;
+    let mut beside_cfg = small.clone();
+    beside_cfg.prefix = format!("{}-beside", small.prefix);
+    let beside = fanout::run(&server.base, &beside_cfg, None).await?;
+    let big_run = big_task.await??;
+    server.stop().await;
+    let (a, b) = (alone.latency(), beside.latency());
+    Ok(json!({
+        "scenario": "neighbours",
+        "target": kind.name(),
+        "small": small.json(),
+        "big": big.json(),
+        "small_alone": alone.json(),
+        "small_beside_big": beside.json(),
+        "big_room": big_run.json(),
+        "ratios": {
+            "small_p99_beside_minus_alone_ms": round3(b.p99_ms - a.p99_ms),
+            "small_p50_beside_minus_alone_ms": round3(b.p50_ms - a.p50_ms),
+            "small_frames_per_s_beside_over_alone": ratio(beside.frames_per_s(), alone.frames_per_s()),
+        },
+        "targets": "one room does not starve the others: small rooms' p99 beside the big room stays within a few ms of alone",
+    }))
 }
 
 async fn cold_scenario(
