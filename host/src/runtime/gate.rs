@@ -32,6 +32,9 @@ pub struct Release {
     pub alarm_set: bool,
 }
 
+/// Outputs released between two yields of the gate (see `run`).
+const OUTPUTS_PER_SLICE: usize = 64;
+
 /// Runs the gate of one object until its actor goes away.
 pub async fn run(
     mut releases: mpsc::UnboundedReceiver<Release>,
@@ -50,7 +53,13 @@ pub async fn run(
             if let Some(seq) = release.seq {
                 entry.shared.overlay().committed(seq);
             }
-            for output in release.outputs {
+            for (i, output) in release.outputs.into_iter().enumerate() {
+                // A broadcast to thousands of sockets wakes as many writer tasks; handing
+                // the thread back between slices lets other objects' frames go out in
+                // between instead of queueing behind the whole room.
+                if i > 0 && i % OUTPUTS_PER_SLICE == 0 {
+                    tokio::task::yield_now().await;
+                }
                 perform(&rt, &entry, output);
             }
             if release.alarm_set {
