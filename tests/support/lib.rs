@@ -270,12 +270,34 @@ impl HostConfig {
 pub struct LogLines {
     lines: Mutex<Vec<String>>,
     changed: Notify,
+    /// The process closed its stderr: every line is in.
+    ended: std::sync::atomic::AtomicBool,
 }
 
 impl LogLines {
     fn push(&self, line: String) {
         self.lines.lock().expect("log lock").push(line);
         self.changed.notify_waiters();
+    }
+
+    fn end(&self) {
+        self.ended.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    /// Every line, once the process closed its stderr (or [`WAIT`] passed).
+    async fn complete(&self) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let notified = self.changed.notified();
+            if self.ended.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break;
+            }
+        }
+        self.all()
     }
 
     /// Every line so far.
@@ -368,6 +390,7 @@ impl Host {
                 }
                 log.push(line);
             }
+            log.end();
         });
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::spawn(move || {
@@ -394,7 +417,12 @@ impl Host {
                     self.log.all()
                 )
             })?
-            .map_err(|_| anyhow!("the host exited at start: {}", self.log.all().join("\n")))?;
+            .map_err(|_| anyhow!("the host exited at start"));
+        let addr = match addr {
+            Ok(addr) => addr,
+            // Its last words may still be on their way through the stderr reader.
+            Err(e) => bail!("{e}: {}", self.log.complete().await.join("\n")),
+        };
         self.addr = addr.0.parse()?;
         self.admin_addr = addr.1.parse()?;
         Ok(())
